@@ -1,0 +1,74 @@
+# Every target works from a fresh clone; `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MANAGE := $(BIN)/python manage.py
+
+# The test suite talks to the real PostgreSQL and Redis of this machine. pytest-django creates its
+# own database (test_<name>) and the suite uses its own Redis db index.
+TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} \
+	REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/9} \
+	CELERY_BROKER_URL=memory:// \
+	DJANGO_SECRET_KEY=test-only DJANGO_ALLOWED_HOSTS=testserver,127.0.0.1,localhost \
+	DJANGO_SECURE_SSL_REDIRECT=false LOG_LEVEL=WARNING
+
+.PHONY: help install run serve migrate worker beat test test-smoke check lint fmt types up down
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	mkdir -p staticfiles var
+	touch $@
+
+install: $(BIN)/.installed  ## create .venv and install everything pinned
+
+run: install  ## install, migrate, create the demo admin, open this hour's sale, serve on APP_PORT
+	$(MANAGE) migrate --no-input
+	$(MANAGE) demo_admin
+	$(MANAGE) start_sale --hourly
+	$(MAKE) --no-print-directory serve
+
+serve: install  ## gunicorn only, configured from the environment
+	$(BIN)/gunicorn -c config/gunicorn.py config.wsgi
+
+migrate: install  ## apply migrations
+	$(MANAGE) migrate --no-input
+
+worker: install  ## a Celery worker
+	$(BIN)/celery -A config worker --loglevel=INFO
+
+beat: install  ## Celery beat (opens the hourly sale)
+	$(BIN)/celery -A config beat --loglevel=INFO --schedule var/celerybeat-schedule
+
+test: install  ## the whole suite on PostgreSQL and Redis, then its smoke part on the embedded default
+	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-smoke
+
+test-smoke: install  ## the smoke tests with no variable set: SQLite, no Redis, no broker
+	env -u DATABASE_URL -u DB_HOST -u REDIS_URL -u REDIS_HOST -u CELERY_BROKER_URL \
+		SQLITE_PATH=$$(mktemp -d)/smoke.sqlite3 $(BIN)/pytest -m smoke -q
+
+lint: install  ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: install  ## ruff format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+types: install  ## mypy with django-stubs
+	$(TEST_ENV) $(BIN)/mypy .
+
+check: lint types  ## lint + types + missing migrations + tests (what CI runs)
+	$(TEST_ENV) $(MANAGE) makemigrations --check --dry-run
+	$(MAKE) --no-print-directory test
+
+up:  ## the full stack in Docker (PostgreSQL, Redis, web, worker, beat, locust)
+	docker compose up --build
+
+down:  ## stop the Docker stack
+	docker compose down

@@ -1,0 +1,271 @@
+"""Settings, read from the environment (and `.env` when present).
+
+With no variable set the service runs on its embedded default: SQLite, an in-process cache and
+Celery tasks run in-process. Configured with PostgreSQL and Redis it is the production service;
+the code paths are the same, only the backends differ. A bad value stops start-up with
+`ImproperlyConfigured` naming the variable.
+"""
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import environ
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+env.read_env(BASE_DIR / ".env")
+
+
+def _read(name: str, cast: Any, default: Any) -> Any:
+    """One variable, cast; a value that does not cast names the variable in the error."""
+    try:
+        return env.get_value(name, cast=cast, default=default)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(
+            f"{name}={env.str(name)!r} is not a valid {cast.__name__}"
+        ) from exc
+
+
+def _positive(name: str, default: int) -> int:
+    value = _read(name, int, default)
+    if value < 1:
+        raise ImproperlyConfigured(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def _database() -> dict[str, Any]:
+    if env.str("DATABASE_URL", ""):
+        db = env.db_url("DATABASE_URL")
+    elif env.str("DB_HOST", ""):
+        db = {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": env.str("DB_HOST"),
+            "PORT": _read("DB_PORT", int, 5432),
+            "USER": env.str("DB_USER", "postgres"),
+            "PASSWORD": env.str("DB_PASSWORD", ""),
+            "NAME": env.str("DB_NAME", "postgres"),
+            "OPTIONS": {"sslmode": env.str("DB_SSL_MODE", "prefer")},
+        }
+    else:
+        return {
+            "ENGINE": "django_prometheus.db.backends.sqlite3",
+            "NAME": env.str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+            "OPTIONS": {
+                # Concurrent writers queue on the write lock instead of failing mid-transaction.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    if not db["ENGINE"].endswith("postgresql"):
+        raise ImproperlyConfigured(f"DATABASE_URL must point at PostgreSQL, got {db['ENGINE']}")
+    db["ENGINE"] = "django_prometheus.db.backends.postgresql"
+    db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": _positive("DB_POOL_SIZE", 8),
+        "timeout": 10,
+    }
+    db["CONN_MAX_AGE"] = 0  # the pool owns connection lifetime
+    return db
+
+
+def _redis_url() -> str:
+    if url := env.str("REDIS_URL", ""):
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ImproperlyConfigured(f"REDIS_URL must be a redis:// URL, got {url!r}")
+        return str(url)
+    if host := env.str("REDIS_HOST", ""):
+        password = env.str("REDIS_PASSWORD", "")
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return f"redis://{auth}{host}:{_read('REDIS_PORT', int, 6379)}/0"
+    return ""
+
+
+# Core
+EMBEDDED = not (env.str("DATABASE_URL", "") or env.str("DB_HOST", ""))
+DEBUG = _read("DJANGO_DEBUG", bool, False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", "")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
+if EMBEDDED:
+    SECRET_KEY = SECRET_KEY or "embedded-default-not-for-production"
+    ALLOWED_HOSTS = ALLOWED_HOSTS or ["127.0.0.1", "localhost", "[::1]", "testserver"]
+else:
+    # A production configuration must be explicit about what it exposes.
+    if not SECRET_KEY:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DATABASE_URL or DB_HOST is")
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured(
+            "DJANGO_ALLOWED_HOSTS must be set when DATABASE_URL or DB_HOST is"
+        )
+    if DEBUG and not _read("DJANGO_ALLOW_DEBUG_IN_PRODUCTION", bool, False):
+        raise ImproperlyConfigured("DJANGO_DEBUG must be off when DATABASE_URL or DB_HOST is set")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "config",
+    "sales",
+    "tickets",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "config.logging.RequestLogMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+ATOMIC_REQUESTS = False  # each service owns its transaction and how long its locks are held
+
+# Redis: "default" is a cache that may fail quietly; "stock" is the flash-sale fast path, which
+# must see every Redis error so that the fallback to PostgreSQL is explicit and counted.
+REDIS_URL = _redis_url()
+if REDIS_URL:
+    _redis_options = {
+        "CLIENT_CLASS": "django_redis.client.DefaultClient",
+        "SOCKET_CONNECT_TIMEOUT": 0.5,
+        "SOCKET_TIMEOUT": 0.5,
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {**_redis_options, "IGNORE_EXCEPTIONS": True},
+        },
+        "stock": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": _redis_options,
+        },
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Celery: without a broker, tasks run in-process (the embedded default).
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", "") or REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True  # a task whose worker dies is redelivered, so tasks are idempotent
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "open-hourly-sale": {
+        "task": "sales.tasks.open_hourly_sale",
+        "schedule": crontab(minute=0),
+        "options": {"expires": 30 * 60},
+    },
+}
+
+# The product
+APP_PORT = _positive("APP_PORT", 8000)
+APP_METRICS_PORT = _read("APP_METRICS_PORT", int, None)
+APP_ITEM_NUMBER = _positive("APP_ITEM_NUMBER", 10_000)
+APP_USER_LIMIT = _positive("APP_USER_LIMIT", 10)
+CHECKOUT_TTL_SECONDS = _positive("CHECKOUT_TTL_SECONDS", 120)
+TICKET_MAX_BYTES = _positive("TICKET_MAX_BYTES", 1024 * 1024)
+TICKET_WEBHOOK_SECRET = env.str("TICKET_WEBHOOK_SECRET", "")
+TICKET_SPOOL_DIR = Path(env.str("TICKET_SPOOL_DIR", str(BASE_DIR / "var" / "spool")))
+
+# API
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+    ],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 100,
+    "EXCEPTION_HANDLER": "config.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Flash sales and till receipts",
+    "DESCRIPTION": "The hourly flash sale (`sales`) and the till-receipt webhook (`tickets`).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",  # assets served locally: the docs work offline
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+}
+
+# Static files (admin and Swagger UI assets), served by WhiteNoise from the app packages.
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = True
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# Security headers; HTTPS redirects and secure cookies are on outside the embedded default.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+if not EMBEDDED and not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = _read("DJANGO_SECURE_SSL_REDIRECT", bool, True)
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ping$", r"^metrics$"]
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 60 * 60 * 24 * 365
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
+LOG_FORMAT = env.str("LOG_FORMAT", "text" if EMBEDDED else "json")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}, "django.server": {"level": "WARNING"}},
+}

@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import include, path
+from django_prometheus.exports import ExportToDjangoView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config.views import HealthView, PingView
+
+urlpatterns = [
+    path("health", HealthView.as_view(), name="health"),
+    path("ping", PingView.as_view(), name="ping"),
+    path("metrics", ExportToDjangoView, name="metrics"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("", include("sales.urls")),
+    path("", include("tickets.urls")),
+]
+
+handler400 = "config.errors.bad_request"
+handler403 = "config.errors.permission_denied"
+handler404 = "config.errors.not_found"
+handler500 = "config.errors.server_error"

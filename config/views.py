@@ -1,0 +1,40 @@
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.health import broker_status, database_status, redis_status
+
+
+class HealthView(APIView):
+    """Readiness: `ok`; `degraded` when only Redis or the broker is down; 503 without a database."""
+
+    @extend_schema(
+        responses=inline_serializer(
+            "Health",
+            {
+                "status": serializers.ChoiceField(["ok", "degraded", "down"]),
+                "database": serializers.CharField(),
+                "redis": serializers.CharField(),
+                "broker": serializers.CharField(),
+            },
+        )
+    )
+    def get(self, request: Request) -> Response:
+        checks = {"database": database_status(), "redis": redis_status(), "broker": broker_status()}
+        if checks["database"] != "ok":
+            overall, code = "down", 503
+        elif "down" in checks.values():
+            overall, code = "degraded", 200
+        else:
+            overall, code = "ok", 200
+        return Response({"status": overall, **checks}, status=code)
+
+
+class PingView(APIView):
+    """Liveness: the process answers. Touches no backend."""
+
+    @extend_schema(responses=inline_serializer("Pong", {"status": serializers.CharField()}))
+    def get(self, request: Request) -> Response:
+        return Response({"status": "ok"})

@@ -1,0 +1,33 @@
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_redis(django_db_setup, django_db_blocker):
+    """The suite owns its Redis db index: start from nothing."""
+    if settings.REDIS_URL:
+        from django_redis import get_redis_connection
+
+        get_redis_connection("stock").flushdb()
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def staff_api(django_user_model) -> APIClient:
+    client = APIClient()
+    user = django_user_model.objects.create_user("operator", password="pw", is_staff=True)
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tasks_in_process():
+    """Tests run Celery tasks in-process unless a test starts a real worker itself."""
+    from config.celery import app
+
+    app.conf.task_always_eager = True

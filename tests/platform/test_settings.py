@@ -1,0 +1,110 @@
+"""Settings are read in a fresh interpreter per case: they are evaluated once per process."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.smoke
+
+PRODUCTION = {"DJANGO_SECRET_KEY": "s", "DJANGO_ALLOWED_HOSTS": "example.com"}
+CONFIG_VARS = (
+    "DATABASE_URL",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_USER",
+    "DB_PASSWORD",
+    "DB_NAME",
+    "DB_SSL_MODE",
+    "REDIS_URL",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_PASSWORD",
+    "CELERY_BROKER_URL",
+    "DJANGO_SECRET_KEY",
+    "DJANGO_ALLOWED_HOSTS",
+    "DJANGO_DEBUG",
+)
+
+
+def load_settings(**variables: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
+    environ.update(variables, DJANGO_SETTINGS_MODULE="config.settings")
+    code = (
+        "import json; from django.conf import settings as s; print(json.dumps({"
+        "'db': s.DATABASES['default'], 'caches': sorted(s.CACHES), 'redis': s.REDIS_URL,"
+        "'broker': s.CELERY_BROKER_URL, 'eager': s.CELERY_TASK_ALWAYS_EAGER,"
+        "'embedded': s.EMBEDDED, 'limit': s.APP_USER_LIMIT}, default=str))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=False
+    )
+
+
+def settings_of(**variables: str) -> dict:
+    result = load_settings(**variables)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_embedded_default_needs_no_variable():
+    s = settings_of()
+    assert s["embedded"] is True
+    assert s["db"]["ENGINE"].endswith("sqlite3")
+    assert s["db"]["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+    assert s["caches"] == ["default"]
+    assert s["redis"] == ""
+    assert s["eager"] is True
+
+
+def test_seed_style_database_variables_equal_the_url():
+    from_url = settings_of(
+        DATABASE_URL="postgres://shop:p%40ss@db.internal:6543/shop?sslmode=require", **PRODUCTION
+    )["db"]
+    from_parts = settings_of(
+        DB_HOST="db.internal",
+        DB_PORT="6543",
+        DB_USER="shop",
+        DB_PASSWORD="p@ss",
+        DB_NAME="shop",
+        DB_SSL_MODE="require",
+        **PRODUCTION,
+    )["db"]
+    keys = ("ENGINE", "HOST", "PORT", "USER", "PASSWORD", "NAME")
+    assert {k: str(from_url[k]) for k in keys} == {k: str(from_parts[k]) for k in keys}
+    assert from_url["OPTIONS"]["sslmode"] == from_parts["OPTIONS"]["sslmode"] == "require"
+    assert from_url["OPTIONS"]["pool"] == from_parts["OPTIONS"]["pool"]
+
+
+def test_seed_style_redis_variables_equal_the_url():
+    from_parts = settings_of(REDIS_HOST="cache", REDIS_PORT="6380", REDIS_PASSWORD="s/cret")
+    assert from_parts["redis"] == "redis://:s%2Fcret@cache:6380/0"
+    assert from_parts["broker"] == from_parts["redis"]
+    assert from_parts["caches"] == ["default", "stock"]
+    assert from_parts["eager"] is False
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"APP_USER_LIMIT": "ten"}, "APP_USER_LIMIT"),
+        ({"APP_ITEM_NUMBER": "0"}, "APP_ITEM_NUMBER"),
+        ({"CHECKOUT_TTL_SECONDS": "-5"}, "CHECKOUT_TTL_SECONDS"),
+        ({"DB_HOST": "db", "DB_PORT": "fivefourthreetwo", **PRODUCTION}, "DB_PORT"),
+        ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL"),
+        ({"DATABASE_URL": "mysql://x@y/z", **PRODUCTION}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgres://x@y/z"}, "DJANGO_SECRET_KEY"),
+        ({"DATABASE_URL": "postgres://x@y/z", "DJANGO_SECRET_KEY": "s"}, "DJANGO_ALLOWED_HOSTS"),
+        (
+            {"DATABASE_URL": "postgres://x@y/z", "DJANGO_DEBUG": "true", **PRODUCTION},
+            "DJANGO_DEBUG",
+        ),
+    ],
+)
+def test_a_bad_value_stops_start_up_naming_the_variable(variables, named):
+    result = load_settings(**variables)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert named in result.stderr
