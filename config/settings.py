@@ -207,16 +207,20 @@ TICKET_MAX_BYTES = _positive("TICKET_MAX_BYTES", 1024 * 1024)
 TICKET_WEBHOOK_SECRET = env.str("TICKET_WEBHOOK_SECRET", "")
 TICKET_SPOOL_DIR = Path(env.str("TICKET_SPOOL_DIR", str(BASE_DIR / "var" / "spool")))
 
+# Callables run before each /metrics scrape to refresh gauges derived from the database.
+METRICS_REFRESH = ["sales.metrics.refresh"]
+
 # API
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "config.pagination.Pagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "config.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

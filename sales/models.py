@@ -1,0 +1,138 @@
+"""The flash sale's tables.
+
+PostgreSQL is the source of truth. Items never change once generated; what happens to them lives
+in two append-mostly tables: a `CheckoutAttempt` with outcome `held` is a reservation (its code and
+`expires_at`), a `Purchase` is a sale. An item's status is derived from those rows, so no request
+updates a shared row: sold = a purchase exists; reserved = a live hold exists; else available.
+"""
+
+from django.db import models
+from django.db.models import Q
+
+
+class Sale(models.Model):
+    # The hour an hourly sale belongs to; unique so that opening it twice opens it once.
+    # Sales opened by hand (demos, tests) have none.
+    hour = models.DateTimeField(null=True, blank=True, unique=True)
+    starts_at = models.DateTimeField(db_index=True)
+    item_count = models.PositiveIntegerField()
+    user_limit = models.PositiveSmallIntegerField()
+    ttl_seconds = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-starts_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Sale {self.pk} ({self.starts_at:%Y-%m-%d %H:%M} UTC, {self.item_count} items)"
+
+
+class Item(models.Model):
+    sale = models.ForeignKey(Sale, on_delete=models.CASCADE, related_name="items")
+    name = models.CharField(max_length=120)
+    image_url = models.URLField(max_length=300)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"
+
+
+class Outcome(models.TextChoices):
+    HELD = "held"
+    EXISTING = "existing"  # the user already held the item: same code returned
+    INVALID_REQUEST = "invalid_request"
+    ITEM_NOT_FOUND = "item_not_found"
+    ITEM_SOLD = "item_sold"
+    ITEM_RESERVED = "item_reserved"
+    USER_LIMIT_REACHED = "user_limit_reached"
+    SALE_NOT_STARTED = "sale_not_started"
+
+
+class CheckoutAttempt(models.Model):
+    """Every checkout request, whatever its outcome; those `held` are the reservations."""
+
+    # No foreign-key constraint to the sale: its check would take a share lock on the one sale row
+    # with every insert, the hot row the request path must not have. The item's key covers it.
+    sale = models.ForeignKey(
+        Sale, on_delete=models.CASCADE, null=True, related_name="attempts", db_constraint=False
+    )
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, null=True, related_name="attempts")
+    user_id = models.CharField(max_length=64)
+    requested_id = models.CharField(max_length=32, blank=True)  # as sent, for refusals
+    outcome = models.CharField(max_length=24, choices=Outcome.choices)
+    code = models.CharField(max_length=32, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    via_redis = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["code"], condition=Q(outcome="held"), name="attempt_held_code_unique"
+            ),
+            models.CheckConstraint(
+                condition=~Q(outcome="held")
+                | (Q(code__isnull=False) & Q(expires_at__isnull=False)),
+                name="attempt_held_has_code",
+            ),
+        ]
+        indexes = [
+            # the live hold on an item; a user's live holds in a sale (the PostgreSQL path)
+            models.Index(
+                fields=["item", "expires_at"], condition=Q(outcome="held"), name="attempt_item_hold"
+            ),
+            models.Index(
+                fields=["sale", "user_id", "expires_at"],
+                condition=Q(outcome="held"),
+                name="attempt_user_hold",
+            ),
+            models.Index(fields=["sale", "outcome"], name="attempt_sale_outcome"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} → {self.requested_id}: {self.outcome}"
+
+
+class Purchase(models.Model):
+    """A sold item. One per item and one per code, enforced by the database."""
+
+    sale = models.ForeignKey(
+        Sale, on_delete=models.CASCADE, related_name="purchases", db_constraint=False
+    )
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="purchase")
+    attempt = models.OneToOneField(
+        CheckoutAttempt, on_delete=models.CASCADE, related_name="purchase"
+    )
+    user_id = models.CharField(max_length=64)
+    purchased_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["sale", "user_id"], name="purchase_sale_user")]
+
+    def __str__(self) -> str:
+        return f"{self.item} → {self.user_id}"
+
+
+class Buyer(models.Model):
+    """One row per (sale, user): the lock that serialises one user's checkouts and purchases in
+    one sale, and the count of their purchases, which the database keeps within the limit."""
+
+    sale = models.ForeignKey(Sale, on_delete=models.CASCADE, related_name="buyers")
+    user_id = models.CharField(max_length=64)
+    purchased = models.PositiveSmallIntegerField(default=0)
+    user_limit = models.PositiveSmallIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["sale", "user_id"], name="buyer_sale_user_unique"),
+            models.CheckConstraint(
+                condition=Q(purchased__lte=models.F("user_limit")), name="buyer_within_limit"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in sale {self.sale_id}: {self.purchased}/{self.user_limit}"

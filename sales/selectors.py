@@ -1,0 +1,132 @@
+"""Reads. Figures are derived from attempts and purchases: no counter row to keep in step."""
+
+from datetime import datetime
+from typing import TypedDict
+
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from sales.exceptions import NoSaleYet, SaleNotFound
+from sales.models import CheckoutAttempt, Item, Outcome, Purchase, Sale
+from sales.stock import live_holds
+
+
+class SaleFigures(TypedDict):
+    id: int
+    starts_at: datetime
+    item_count: int
+    user_limit: int
+    ttl_seconds: int
+    sold: int
+    reserved: int
+    available: int
+
+
+def sale_get(*, sale_id: int) -> Sale:
+    sale = Sale.objects.filter(pk=sale_id).first()
+    if sale is None:
+        raise SaleNotFound()
+    return sale
+
+
+def sale_current(*, now: datetime) -> Sale:
+    """The most recently started sale."""
+    sale = Sale.objects.filter(starts_at__lte=now).first()
+    if sale is None:
+        raise NoSaleYet()
+    return sale
+
+
+def sales_open(*, now: datetime) -> QuerySet[Sale]:
+    """Started sales with items left to sell: a sale stays open until it is sold out."""
+    sold = (
+        Purchase.objects.filter(sale=OuterRef("pk"))
+        .values("sale")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    return (
+        Sale.objects.filter(starts_at__lte=now)
+        .annotate(sold=Coalesce(Subquery(sold), 0))
+        .filter(sold__lt=F("item_count"))
+    )
+
+
+def sale_figures(*, sale: Sale) -> SaleFigures:
+    now = timezone.now()
+    sold = Purchase.objects.filter(sale=sale).count()
+    reserved = live_holds(now).filter(sale=sale).values("item_id").distinct().count()
+    return {
+        "id": sale.pk,
+        "starts_at": sale.starts_at,
+        "item_count": sale.item_count,
+        "user_limit": sale.user_limit,
+        "ttl_seconds": sale.ttl_seconds,
+        "sold": sold,
+        "reserved": reserved,
+        "available": sale.item_count - sold - reserved,
+    }
+
+
+ITEM_STATUSES = ("available", "reserved", "sold")
+
+
+def item_status(now: datetime) -> Case:
+    """An item's status, derived: sold if bought, reserved if a live hold exists, else available."""
+    sold = Exists(Purchase.objects.filter(item=OuterRef("pk")))
+    held = Exists(
+        CheckoutAttempt.objects.filter(
+            item=OuterRef("pk"), outcome=Outcome.HELD, expires_at__gt=now
+        )
+    )
+    return Case(
+        When(sold, then=Value("sold")),
+        When(held, then=Value("reserved")),
+        default=Value("available"),
+        output_field=CharField(),
+    )
+
+
+def sale_items(*, sale: Sale, status: str | None = None) -> QuerySet[Item]:
+    """The sale's items with their `status`, optionally only those with one status."""
+    items = Item.objects.filter(sale=sale).annotate(status=item_status(timezone.now()))
+    return items.filter(status=status) if status else items
+
+
+def sale_report(*, sale: Sale) -> dict[str, object]:
+    """The sale's figures and a check of each invariant, computed from the rows themselves."""
+    figures = sale_figures(sale=sale)
+    purchases = Purchase.objects.filter(sale=sale)
+    per_buyer = purchases.values("user_id").annotate(n=Count("*")).order_by("-n")
+    items_sold_twice = purchases.values("item_id").annotate(n=Count("*")).filter(n__gt=1)
+    mismatched = purchases.exclude(
+        attempt__item_id=F("item_id"),
+        attempt__user_id=F("user_id"),
+        attempt__outcome=Outcome.HELD,
+        item__sale_id=sale.pk,
+    )
+    by_outcome = CheckoutAttempt.objects.filter(sale=sale).values("outcome").annotate(n=Count("*"))
+    max_per_buyer = per_buyer[0]["n"] if per_buyer else 0
+    return {
+        **figures,
+        "buyers": per_buyer.count(),
+        "max_items_per_buyer": max_per_buyer,
+        "attempts_by_outcome": {row["outcome"]: row["n"] for row in by_outcome},
+        "purchases": purchases.count(),
+        "no_oversell": figures["sold"] <= sale.item_count and not items_sold_twice.exists(),
+        "user_limit_respected": max_per_buyer <= sale.user_limit,
+        "every_sold_item_has_one_purchase": not items_sold_twice.exists()
+        and not mismatched.exists(),
+    }

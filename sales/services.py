@@ -1,0 +1,235 @@
+"""Writes of the sales app: opening sales, checkouts and purchases."""
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from config.errors import DomainError
+from sales import stock
+from sales.exceptions import (
+    CodeExpired,
+    CodeNotFound,
+    ItemNotFound,
+    ItemReserved,
+    ItemSold,
+    SaleNotStarted,
+    UserLimitReached,
+)
+from sales.metrics import CHECKOUTS, PURCHASES
+from sales.models import CheckoutAttempt, Item, Outcome, Purchase, Sale
+from sales.stock import ItemInfo
+
+logger = logging.getLogger(__name__)
+
+_REFUSALS: dict[str, type[DomainError]] = {
+    Outcome.ITEM_SOLD: ItemSold,
+    Outcome.ITEM_RESERVED: ItemReserved,
+    Outcome.USER_LIMIT_REACHED: UserLimitReached,
+}
+
+_ADJECTIVES = [
+    "Amber",
+    "Bold",
+    "Brisk",
+    "Calm",
+    "Cosmic",
+    "Crimson",
+    "Dusky",
+    "Electric",
+    "Golden",
+    "Hidden",
+    "Ivory",
+    "Jade",
+    "Lucky",
+    "Lunar",
+    "Misty",
+    "Noble",
+    "Polar",
+    "Quiet",
+    "Royal",
+    "Rustic",
+    "Silver",
+    "Solar",
+    "Swift",
+    "Velvet",
+    "Wild",
+]
+_NOUNS = [
+    "Backpack",
+    "Blender",
+    "Camera",
+    "Candle",
+    "Chair",
+    "Drone",
+    "Guitar",
+    "Headphones",
+    "Helmet",
+    "Kettle",
+    "Lamp",
+    "Lantern",
+    "Mug",
+    "Notebook",
+    "Scooter",
+    "Sneakers",
+    "Speaker",
+    "Teapot",
+    "Telescope",
+    "Umbrella",
+    "Wallet",
+    "Watch",
+]
+
+
+@dataclass(frozen=True)
+class Checkout:
+    attempt: CheckoutAttempt
+    item: ItemInfo
+
+    @property
+    def created(self) -> bool:
+        return self.attempt.outcome == Outcome.HELD
+
+
+@dataclass(frozen=True)
+class Sold:
+    purchase: Purchase
+    item: ItemInfo
+
+
+def sale_open(
+    *,
+    hour: datetime | None = None,
+    starts_at: datetime | None = None,
+    item_count: int | None = None,
+    user_limit: int | None = None,
+    ttl_seconds: int | None = None,
+) -> Sale:
+    """Open a sale with freshly generated items. With `hour`, the hourly sale of that hour:
+    opening it again, from any process, returns the one already open."""
+    if hour is not None:
+        existing = Sale.objects.filter(hour=hour).first()
+        if existing is not None:
+            return existing
+    count = item_count or settings.APP_ITEM_NUMBER
+    try:
+        with transaction.atomic():
+            sale = Sale.objects.create(
+                hour=hour,
+                starts_at=starts_at or hour or timezone.now(),
+                item_count=count,
+                user_limit=user_limit or settings.APP_USER_LIMIT,
+                ttl_seconds=ttl_seconds or settings.CHECKOUT_TTL_SECONDS,
+            )
+            Item.objects.bulk_create(_generate_items(sale, count), batch_size=5000)
+    except IntegrityError:
+        if hour is None:
+            raise
+        return Sale.objects.get(hour=hour)
+    stock.sale_opened(sale_id=sale.pk)
+    logger.info("sale opened", extra={"sale_id": sale.pk, "items": count, "hour": str(hour)})
+    return sale
+
+
+def sale_open_hourly(*, now: datetime | None = None) -> Sale:
+    """Open the sale of the current hour unless it is open already (idempotent)."""
+    now = now or timezone.now()
+    return sale_open(hour=now.replace(minute=0, second=0, microsecond=0))
+
+
+def sale_open_missed_hour(*, now: datetime | None = None) -> None:
+    """Open this hour's sale if hourly sales are running and the scheduler missed this hour.
+
+    Called on reads of the current sale, so the first request of the hour opens it. Before the
+    first hourly sale, nothing is opened here: beat or `start_sale` starts the rotation.
+    """
+    now = now or timezone.now()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    latest = (
+        Sale.objects.exclude(hour=None).order_by("-hour").values_list("hour", flat=True).first()
+    )
+    if latest is not None and latest < hour:
+        sale_open(hour=hour)
+
+
+def _generate_items(sale: Sale, count: int) -> list[Item]:
+    rng = random.Random(sale.pk)
+    return [
+        Item(
+            sale=sale,
+            name=f"{rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} {n:05d}",
+            image_url=f"https://picsum.photos/seed/sale{sale.pk}-{n}/400/400",
+        )
+        for n in range(1, count + 1)
+    ]
+
+
+def checkout_create(*, user_id: str, item_id: int) -> Checkout:
+    """Reserve an item for a user for the sale's TTL, or return their live hold on it.
+
+    Every attempt is persisted before this returns; a refusal raises after it is recorded.
+    """
+    try:
+        item = stock.item_info(item_id)
+    except ItemNotFound:
+        checkout_refuse(user_id=user_id, requested_id=str(item_id), outcome=Outcome.ITEM_NOT_FOUND)
+        raise
+    if item.starts_at > timezone.now():
+        checkout_refuse(
+            user_id=user_id,
+            requested_id=str(item_id),
+            outcome=Outcome.SALE_NOT_STARTED,
+            item=item,
+        )
+        raise SaleNotStarted()
+    attempt = stock.checkout(item=item, user_id=user_id)
+    CHECKOUTS.labels(attempt.outcome).inc()
+    if attempt.outcome in _REFUSALS:
+        raise _REFUSALS[attempt.outcome]()
+    return Checkout(attempt, item)
+
+
+def checkout_refuse(
+    *, user_id: str, requested_id: str, outcome: str, item: ItemInfo | None = None
+) -> CheckoutAttempt:
+    """Record a checkout refused before any stock was looked at (bad input, unknown item, sale
+    not started). Values are cut to their column sizes: bad input is kept, not rejected."""
+    CHECKOUTS.labels(outcome).inc()
+    return CheckoutAttempt.objects.create(
+        sale_id=item.sale_id if item else None,
+        item_id=item.id if item else None,
+        user_id=user_id[:64],
+        requested_id=requested_id[:32],
+        outcome=outcome,
+    )
+
+
+def purchase_complete(*, code: str) -> Sold:
+    """Turn a live reservation into a purchase. Repeating a purchase that succeeded returns it."""
+    attempt = (
+        CheckoutAttempt.objects.select_related("purchase")
+        .filter(code=code, outcome=Outcome.HELD)
+        .first()
+    )
+    try:
+        if attempt is None or attempt.item_id is None or attempt.expires_at is None:
+            raise CodeNotFound()
+        item = stock.item_info(attempt.item_id)
+        try:
+            sold = Sold(attempt.purchase, item)
+            PURCHASES.labels("repeated").inc()
+            return sold
+        except Purchase.DoesNotExist:
+            pass
+        if attempt.expires_at <= timezone.now():
+            raise CodeExpired()
+        sold = Sold(stock.purchase(attempt=attempt, item=item), item)
+    except DomainError as refusal:
+        PURCHASES.labels(refusal.code).inc()
+        raise
+    PURCHASES.labels("purchased").inc()
+    return sold

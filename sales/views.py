@@ -1,0 +1,147 @@
+"""The sales API: one view per operation; input validated here, decisions in services."""
+
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions
+from rest_framework.generics import ListAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.errors import ErrorSerializer
+from sales import selectors, services
+from sales.models import Item, Outcome
+from sales.serializers import (
+    CheckoutInput,
+    CheckoutOutput,
+    PurchaseInput,
+    PurchaseOutput,
+    SaleItemOutput,
+    SaleItemsQuery,
+    SaleOutput,
+)
+from sales.stock import ItemInfo
+
+ERRORS = {status: ErrorSerializer for status in (400, 404, 405, 409, 410, 429)}
+
+
+def request_fields(request: Request, aliases: dict[str, str] | None = None) -> dict[str, Any]:
+    """The query parameters, overridden by the same fields in a JSON or form body."""
+    fields: dict[str, Any] = request.query_params.dict()
+    body = request.data
+    if hasattr(body, "dict"):
+        body = body.dict()
+    if not isinstance(body, dict):
+        raise exceptions.ValidationError("The body must be a JSON object or a form.")
+    fields.update(body)
+    for alias, name in (aliases or {}).items():
+        if name not in fields and alias in fields:
+            fields[name] = fields[alias]
+    return fields
+
+
+def item_body(item: ItemInfo) -> dict[str, Any]:
+    return {"id": item.id, "name": item.name, "image_url": item.image_url}
+
+
+class CheckoutView(APIView):
+    @extend_schema(
+        summary="Reserve an item",
+        parameters=[
+            OpenApiParameter("user_id", str, required=True),
+            OpenApiParameter("id", int, required=True, description="Item id"),
+            OpenApiParameter("item_id", int, description="Alias of id"),
+        ],
+        request=CheckoutInput,
+        responses={201: CheckoutOutput, 200: CheckoutOutput, **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        fields: dict[str, Any] = request.query_params.dict()
+        try:
+            fields = request_fields(request, aliases={"item_id": "id"})
+            form = CheckoutInput(data=fields)
+            form.is_valid(raise_exception=True)
+        except exceptions.APIException:
+            services.checkout_refuse(
+                user_id=str(fields.get("user_id", "")),
+                requested_id=str(fields.get("id", fields.get("item_id", ""))),
+                outcome=Outcome.INVALID_REQUEST,
+            )
+            raise
+        checkout = services.checkout_create(
+            user_id=form.validated_data["user_id"], item_id=form.validated_data["id"]
+        )
+        attempt = checkout.attempt
+        body = {
+            "code": attempt.code,
+            "expires_at": attempt.expires_at,
+            "item": item_body(checkout.item),
+            "sale_id": checkout.item.sale_id,
+        }
+        return Response(body, status=201 if checkout.created else 200)
+
+
+class PurchaseView(APIView):
+    @extend_schema(
+        summary="Buy a reserved item",
+        parameters=[OpenApiParameter("code", str, required=True)],
+        request=PurchaseInput,
+        responses={200: PurchaseOutput, **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        form = PurchaseInput(data=request_fields(request))
+        form.is_valid(raise_exception=True)
+        sold = services.purchase_complete(code=form.validated_data["code"])
+        purchase = sold.purchase
+        return Response(
+            {
+                "purchase_id": purchase.pk,
+                "item": item_body(sold.item),
+                "user_id": purchase.user_id,
+                "sale_id": purchase.sale_id,
+                "purchased_at": purchase.purchased_at,
+            }
+        )
+
+
+class SaleCurrentView(APIView):
+    @extend_schema(
+        summary="The sale now running", responses={200: SaleOutput, 404: ErrorSerializer}
+    )
+    def get(self, request: Request) -> Response:
+        # If beat missed the top of the hour, the first request of the hour opens its sale.
+        services.sale_open_missed_hour()
+        sale = selectors.sale_current(now=timezone.now())
+        return Response(selectors.sale_figures(sale=sale))
+
+
+class SaleDetailView(APIView):
+    @extend_schema(
+        summary="A sale and its figures", responses={200: SaleOutput, 404: ErrorSerializer}
+    )
+    def get(self, request: Request, sale_id: int) -> Response:
+        return Response(selectors.sale_figures(sale=selectors.sale_get(sale_id=sale_id)))
+
+
+class SaleItemsView(ListAPIView):
+    """A sale's items, filtered by status: the ids a buyer can try."""
+
+    serializer_class = SaleItemOutput
+
+    @extend_schema(
+        summary="A sale's items",
+        parameters=[SaleItemsQuery],
+        responses={200: SaleItemOutput(many=True), 400: ErrorSerializer, 404: ErrorSerializer},
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> Any:
+        query = SaleItemsQuery(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        sale = selectors.sale_get(sale_id=self.kwargs["sale_id"])
+        return selectors.sale_items(sale=sale, status=query.validated_data.get("status"))
+
+    queryset = Item.objects.none()  # for the schema generator; get_queryset serves requests
