@@ -11,7 +11,7 @@ TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:543
 	REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/9} \
 	CELERY_BROKER_URL=memory:// \
 	DJANGO_SECRET_KEY=test-only DJANGO_ALLOWED_HOSTS=testserver,127.0.0.1,localhost \
-	DJANGO_SECURE_SSL_REDIRECT=false LOG_LEVEL=WARNING
+	DJANGO_SECURE_SSL_REDIRECT=false LOG_LEVEL=WARNING DB_POOL_SIZE=40
 
 .PHONY: help install run serve migrate worker beat test test-smoke check lint fmt types up down
 

@@ -31,3 +31,14 @@ def _tasks_in_process():
     from config.celery import app
 
     app.conf.task_always_eager = True
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pools(django_db_setup):  # noqa: PT004
+    """Hand pooled connections back before the test database is dropped."""
+    yield
+    from django.db import connections
+
+    for conn in connections.all():
+        if hasattr(conn, "close_pool"):
+            conn.close_pool()

@@ -1,4 +1,5 @@
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -85,8 +86,18 @@ class ThrowawayRedis:
                 time.sleep(0.05)
         raise RuntimeError("throw-away redis-server did not start")
 
+    def pause(self) -> None:
+        """Stop answering without losing anything, like a stalled server or a network cut."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
             self.process.kill()
             self.process.wait()
             self.process = None
