@@ -34,7 +34,7 @@ def _tasks_in_process():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _close_connection_pools(django_db_setup):  # noqa: PT004
+def _close_connection_pools(django_db_setup):
     """Hand pooled connections back before the test database is dropped."""
     yield
     from django.db import connections

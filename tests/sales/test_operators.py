@@ -1,0 +1,53 @@
+"""What operators see: the admin pages and the Prometheus metrics."""
+
+import pytest
+
+from sales.services import checkout_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client, django_user_model):
+    user = django_user_model.objects.create_superuser("root", password="pw")
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.smoke
+def test_admin_lists_sales_items_attempts_and_purchases(admin_client, open_sale):
+    sale = open_sale(items=3)
+    item = sale.items.first()
+    checkout_create(user_id="ann", item_id=item.pk)
+    pages = {
+        "/admin/sales/sale/": "0 / 1 / 2",
+        "/admin/sales/item/?status=reserved": item.name,
+        "/admin/sales/checkoutattempt/?outcome=held": "ann",
+        "/admin/sales/purchase/": "0 purchases",
+    }
+    for url, expected in pages.items():
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        assert expected in response.content.decode(), url
+    available = admin_client.get("/admin/sales/item/?status=available").content.decode()
+    assert item.name not in available
+
+
+@pytest.mark.smoke
+def test_admin_is_for_staff_only(client):
+    response = client.get("/admin/sales/sale/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+@pytest.mark.smoke
+def test_metrics_count_outcomes_and_available_items(api, open_sale):
+    sale = open_sale(items=3)
+    item = sale.items.first()
+    api.post(f"/checkout?user_id=ann&id={item.pk}")
+    api.post(f"/checkout?user_id=bob&id={item.pk}")
+    text = api.get("/metrics").content.decode()
+    assert 'sales_checkout_total{outcome="held"}' in text
+    assert 'sales_checkout_total{outcome="item_reserved"}' in text
+    assert f'sales_available_items{{sale="{sale.pk}"}} 2.0' in text
+    assert "django_http_requests_latency_seconds_by_view_method" in text
