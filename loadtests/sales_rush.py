@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests.stack import Stack  # noqa: E402
+from loadtests.stack import Stack
 
 
 class Client:
@@ -124,15 +124,12 @@ def main() -> int:
             "--ttl",
             str(args.ttl),
         )
-        status, page = Client(urls[0]).request(
-            "GET", f"/sales/{sale['id']}/items?status=available&page_size=1000"
-        )
-        item_ids = [row["id"] for row in page["results"]]
-        while page.get("next"):
-            status, page = Client(urls[0]).request(
-                "GET", urlsplit(page["next"]).path + "?" + urlsplit(page["next"]).query
-            )
+        client, path = Client(urls[0]), f"/sales/{sale['id']}/items?page_size=1000"
+        item_ids: list[int] = []
+        while path:
+            page = client.request("GET", path)[1]
             item_ids += [row["id"] for row in page["results"]]
+            path = page["next"] and page["next"].split(urlsplit(page["next"]).netloc, 1)[1]
         assert len(item_ids) == args.items, len(item_ids)
 
         killer = None
