@@ -1,0 +1,25 @@
+"""The tickets app's Prometheus metrics.
+
+Under gunicorn every process writes to `PROMETHEUS_MULTIPROC_DIR` and `/metrics` adds them up; a
+Celery worker's figures appear there when it runs with the same directory.
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+tickets = Counter("tickets", "Tickets by the status they reached.", ["status"])
+spooled = Counter("tickets_spooled", "Tickets acknowledged from the local spool.")
+spool_depth = Gauge(
+    "tickets_spool_depth",
+    "Tickets waiting in the local spool (as of the last drain).",
+    multiprocess_mode="mostrecent",
+)
+backlog = Gauge(
+    "tickets_backlog",
+    "Tickets received and not parsed yet (as of the last parse run).",
+    multiprocess_mode="mostrecent",
+)
+parse_seconds = Histogram(
+    "tickets_parse_batch_seconds",
+    "Time to parse a claimed batch and store its orders and catalogue updates.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

@@ -1,0 +1,179 @@
+import re
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.pagination import CursorPagination, PageNumberPagination
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tickets import selectors, services
+from tickets.exceptions import EmptyTicket, InvalidIdempotencyKey, TicketTooLarge
+from tickets.serializers import (
+    ProductDetailSerializer,
+    ProductFilterSerializer,
+    ProductSerializer,
+    ReceiptSerializer,
+    TicketFilterSerializer,
+    TicketSerializer,
+    TicketsErrorSerializer,
+    TicketSummarySerializer,
+)
+from tickets.signatures import signature_verify
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_READ_CHUNK = 64 * 1024
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(TicketsErrorSerializer, description=description)
+
+
+def read_body(stream, *, declared_length: str | None, limit: int) -> bytes:
+    """The request body, refused as soon as it is known to exceed `limit` bytes: from the
+    declared Content-Length before reading anything, then while reading."""
+    try:
+        declared = int(declared_length or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise TicketTooLarge()
+    if stream is None:
+        return b""
+    chunks, size = [], 0
+    while chunk := stream.read(min(_READ_CHUNK, limit + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise TicketTooLarge()
+    return b"".join(chunks)
+
+
+class TicketIngestView(APIView):
+    """The till webhook. One durable write, then `202`; parsing happens later."""
+
+    authentication_classes = ()
+    permission_classes = ()
+
+    @extend_schema(
+        operation_id="ticket_ingest",
+        summary="Receive a till ticket",
+        request={"text/plain": OpenApiTypes.STR},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="A repeated key answers with the first ticket's receipt.",
+            ),
+            OpenApiParameter(
+                "X-Signature",
+                str,
+                OpenApiParameter.HEADER,
+                description="`sha256=<hex HMAC-SHA256 of the body>`; required when the "
+                "webhook has a shared secret.",
+            ),
+        ],
+        responses={
+            202: ReceiptSerializer,
+            400: _error("Empty body, or a malformed Idempotency-Key."),
+            401: _error("Signature missing or wrong."),
+            413: _error("Body larger than TICKET_MAX_BYTES."),
+            503: _error("Neither the database nor the spool could store the ticket."),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        body = read_body(
+            request.stream,
+            declared_length=request.META.get("CONTENT_LENGTH"),
+            limit=settings.TICKET_MAX_BYTES,
+        )
+        if not body:
+            raise EmptyTicket()
+        if settings.TICKET_WEBHOOK_SECRET:
+            signature_verify(
+                secret=settings.TICKET_WEBHOOK_SECRET,
+                body=body,
+                header=request.headers.get("X-Signature"),
+            )
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+            raise InvalidIdempotencyKey()
+        receipt = services.ticket_ingest(body=body, idempotency_key=key)
+        return Response(ReceiptSerializer(receipt).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TicketPagination(CursorPagination):
+    ordering = ("-received_at", "-id")
+    page_size = 100
+
+
+class TicketListView(APIView):
+    @extend_schema(
+        operation_id="ticket_list",
+        parameters=[TicketFilterSerializer],
+        responses={200: TicketSummarySerializer(many=True), 400: _error("Unknown status.")},
+    )
+    def get(self, request: Request) -> Response:
+        filters = TicketFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        paginator = TicketPagination()
+        page = paginator.paginate_queryset(
+            selectors.ticket_list(**filters.validated_data), request, view=self
+        )
+        return paginator.get_paginated_response(TicketSummarySerializer(page, many=True).data)
+
+
+class TicketDetailView(APIView):
+    @extend_schema(
+        operation_id="ticket_get",
+        responses={200: TicketSerializer, 404: _error("No such ticket.")},
+    )
+    def get(self, request: Request, ticket_id) -> Response:
+        return Response(TicketSerializer(selectors.ticket_get(ticket_id=ticket_id)).data)
+
+
+class TicketReprocessView(APIView):
+    permission_classes = (IsAdminUser,)
+
+    @extend_schema(
+        operation_id="ticket_reprocess",
+        request=None,
+        responses={
+            200: TicketSerializer,
+            403: _error("Not a staff user."),
+            404: _error("No such ticket."),
+            409: _error("The ticket is parsed or a duplicate: its order is already counted."),
+        },
+    )
+    def post(self, request: Request, ticket_id) -> Response:
+        services.ticket_reprocess(ticket_id=ticket_id)
+        return Response(TicketSerializer(selectors.ticket_get(ticket_id=ticket_id)).data)
+
+
+class ProductListView(APIView):
+    @extend_schema(
+        operation_id="product_list",
+        parameters=[ProductFilterSerializer],
+        responses={200: ProductSerializer(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        filters = ProductFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(
+            selectors.product_list(**filters.validated_data), request, view=self
+        )
+        return paginator.get_paginated_response(ProductSerializer(page, many=True).data)
+
+
+class ProductDetailView(APIView):
+    @extend_schema(
+        operation_id="product_get",
+        responses={200: ProductDetailSerializer, 404: _error("No such product.")},
+    )
+    def get(self, request: Request, product_id: str) -> Response:
+        return Response(ProductDetailSerializer(selectors.product_get(product_id=product_id)).data)
