@@ -195,6 +195,18 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute=0),
         "options": {"expires": 30 * 60},
     },
+    # Tickets left `received` (a lost nudge, a crashed worker) and tickets left in the spool
+    # (PostgreSQL came back with no ticket arriving) wait a minute at most.
+    "tickets-parse-backlog": {
+        "task": "tickets.tasks.parse_backlog",
+        "schedule": crontab(),
+        "options": {"expires": 50},
+    },
+    "tickets-drain-spool": {
+        "task": "tickets.tasks.drain_spool",
+        "schedule": crontab(),
+        "options": {"expires": 50},
+    },
 }
 
 # The product
