@@ -170,11 +170,11 @@ class BacklogRun:
     out_of_time: bool
 
 
-def tickets_parse_backlog(*, seconds: float = 50.0) -> BacklogRun:
+def tickets_parse_backlog(*, seconds: float = 50.0, batch_size: int = BATCH_SIZE) -> BacklogRun:
     """Parse claimable tickets, batch after batch, until none is left or time is up."""
     deadline = time.monotonic() + seconds
     parsed = 0
-    while claimed := tickets_parse():
+    while claimed := tickets_parse(limit=batch_size):
         parsed += claimed
         if time.monotonic() >= deadline:
             break

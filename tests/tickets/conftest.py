@@ -20,7 +20,7 @@ def ticket_bytes(
 
 
 @pytest.fixture(autouse=True)
-def _spool_in_tmp(settings, tmp_path):
+def spool_dir(settings, tmp_path):
     settings.TICKET_SPOOL_DIR = tmp_path / "spool"
     services._breaker.record(ok=True)
     return settings.TICKET_SPOOL_DIR

@@ -3,8 +3,12 @@ import io
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from tests.tickets.conftest import SAMPLE
+from tickets import services
 from tickets.exceptions import TicketTooLarge
 from tickets.models import Ticket
 from tickets.signatures import signature_for
@@ -127,3 +131,19 @@ def test_the_same_ticket_sent_twice_is_stored_twice(api):
     ids = {post(api, SAMPLE).json()["id"] for _ in range(2)}
     assert len(ids) == 2
     assert all(uuid.UUID(i).version == 7 for i in ids)
+
+
+@pytest.mark.smoke
+@hypothesis_settings(
+    max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None
+)
+@given(body=st.one_of(st.binary(min_size=1, max_size=3000), st.sampled_from([SAMPLE, b"\x00"])))
+def test_any_bytes_are_kept_exactly_and_end_parsed_or_rejected(api, body):
+    response = post(api, body)
+    assert response.status_code == 202
+    ticket = Ticket.objects.get(id=response.json()["id"])
+    assert bytes(ticket.raw) == body
+    services.tickets_parse(ticket_ids=[ticket.id])
+    ticket.refresh_from_db()
+    assert ticket.status in {Ticket.Status.PARSED, Ticket.Status.REJECTED, Ticket.Status.DUPLICATE}
+    assert ticket.status != Ticket.Status.REJECTED or ticket.rejection_line

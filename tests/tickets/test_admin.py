@@ -1,0 +1,75 @@
+import pytest
+from django.test import Client
+
+from tests.tickets.conftest import SAMPLE
+from tickets import services
+from tickets.models import Order, Ticket
+
+pytestmark = pytest.mark.django_db
+
+REJECTED = b"Order: 9\nVAT: 0\nTotal: 1\n\nproduct,product_id,price\nx,X,one\n"
+
+
+@pytest.fixture
+def operator(django_user_model) -> Client:
+    client = Client()
+    client.force_login(django_user_model.objects.create_superuser("boss", password="pw"))
+    return client
+
+
+@pytest.mark.smoke
+def test_ticket_pages_filter_by_status_and_show_the_raw_body(operator):
+    ticket = Ticket.objects.get(id=services.ticket_ingest(body=SAMPLE).id)
+    services.tickets_parse()
+    listing = operator.get("/admin/tickets/ticket/?status__exact=parsed")
+    assert listing.status_code == 200
+    assert str(ticket.id) in listing.content.decode()
+    assert (
+        str(ticket.id)
+        not in operator.get("/admin/tickets/ticket/?status__exact=rejected").content.decode()
+    )
+    page = operator.get(f"/admin/tickets/ticket/{ticket.id}/change/")
+    assert page.status_code == 200
+    assert "Formule(s) midi,aZde,14.90" in page.content.decode()
+
+
+@pytest.mark.smoke
+def test_the_reprocess_action_parses_rejected_tickets_again(operator):
+    rejected = services.ticket_ingest(body=REJECTED).id
+    parsed = services.ticket_ingest(body=SAMPLE).id
+    services.tickets_parse()
+    Ticket.objects.filter(id=rejected).update(raw=REJECTED.replace(b"one", b"1"))
+    response = operator.post(
+        "/admin/tickets/ticket/",
+        {"action": "reprocess", "_selected_action": [str(rejected), str(parsed)]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "1 parsed, 1 skipped" in response.content.decode()
+    assert Ticket.objects.get(id=rejected).status == "parsed"
+
+
+@pytest.mark.smoke
+def test_product_and_order_pages(operator):
+    services.ticket_ingest(body=SAMPLE)
+    services.tickets_parse()
+    search = operator.get("/admin/tickets/product/?q=caf")
+    assert search.status_code == 200
+    assert "IZ8z" in search.content.decode()
+    product = operator.get("/admin/tickets/product/IZ8z/change/")
+    assert product.status_code == 200
+    assert "2.00" in product.content.decode()
+    order = Order.objects.get()
+    assert operator.get(f"/admin/tickets/order/{order.pk}/change/").status_code == 200
+    assert operator.get("/admin/tickets/order/").status_code == 200
+
+
+@pytest.mark.smoke
+def test_metrics_count_tickets_by_status(api):
+    services.ticket_ingest(body=SAMPLE)
+    services.tickets_parse_backlog()
+    text = api.get("/metrics").content.decode()
+    assert 'tickets_total{status="received"}' in text
+    assert 'tickets_total{status="parsed"}' in text
+    assert "tickets_backlog 0.0" in text
+    assert "tickets_parse_batch_seconds_count" in text

@@ -1,0 +1,204 @@
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests.tickets.conftest import SAMPLE, ticket_bytes
+from tickets import services, spool
+from tickets.models import Ticket
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def record(body: bytes = SAMPLE, key: str | None = None) -> spool.SpooledTicket:
+    return spool.SpooledTicket(uuid.uuid4(), datetime.now(UTC), key, body)
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db
+def test_drain_stores_each_spooled_ticket_once_and_empties_the_spool():
+    records = [record(ticket_bytes(str(n), [("a", "A", "1")])) for n in range(7)]
+    for item in records:
+        spool.append(item)
+    assert spool.pending()
+    assert spool.depth() == 7
+    assert services.spool_drain() == 7
+    assert not spool.pending()
+    stored = {t.id: t for t in Ticket.objects.all()}
+    assert set(stored) == {item.id for item in records}
+    for item in records:
+        assert bytes(stored[item.id].raw) == item.body
+        assert stored[item.id].received_at == item.received_at
+    assert services.spool_drain() == 0
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db
+def test_a_drainer_that_dies_before_forgetting_the_file_stores_nothing_twice(spool_dir):
+    records = [record(key=f"k{n}") for n in range(3)]
+    for item in records:
+        spool.append(item)
+
+    def store_then_die(batch):
+        services._store_spooled(batch)
+        raise ConnectionError("killed after the commit")
+
+    with pytest.raises(ConnectionError):
+        spool.drain(store_then_die)
+    (sealed,) = spool_dir.glob("*.sealed")
+    shutil.copy(sealed, sealed.with_name("copy.sealed"))
+    assert services.spool_drain() == 6
+    assert Ticket.objects.count() == 3
+    assert not spool.pending()
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db
+def test_a_record_cut_short_keeps_the_file_for_an_operator(spool_dir):
+    good = [record(), record()]
+    for item in good:
+        spool.append(item)
+    (segment,) = spool_dir.glob("*.seg")
+    with segment.open("ab") as file:
+        file.write(spool._encode(record())[:-5])
+    assert services.spool_drain() == 2
+    assert set(Ticket.objects.values_list("id", flat=True)) == {item.id for item in good}
+    assert len(list(spool_dir.glob("*.damaged"))) == 1
+    assert not spool.pending()
+
+
+@pytest.mark.smoke
+def test_appends_racing_a_drainer_are_all_handed_over_exactly_once():
+    """Sealing never loses a record a writer appends at the same moment."""
+    handed: list[uuid.UUID] = []
+    appended: list[uuid.UUID] = []
+    writing = threading.Event()
+
+    def writer():
+        for _ in range(150):
+            item = record()
+            spool.append(item)
+            appended.append(item.id)
+
+    def drainer():
+        while writing.is_set():
+            spool.drain(lambda batch: handed.extend(t.id for t in batch))
+
+    writers = [threading.Thread(target=writer) for _ in range(4)]
+    writing.set()
+    drain_thread = threading.Thread(target=drainer)
+    drain_thread.start()
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    writing.clear()
+    drain_thread.join()
+    spool.drain(lambda batch: handed.extend(t.id for t in batch))
+    assert len(handed) == len(set(handed)) == 600
+    assert set(handed) == set(appended)
+
+
+@pytest.mark.smoke
+def test_a_second_drainer_steps_aside_while_one_is_at_work():
+    spool.append(record())
+    inner: list[int | None] = []
+    spool.drain(lambda batch: inner.append(spool.drain(lambda _: None)))
+    assert inner == [None]
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+OFFLINE_WEBHOOK = """
+import django, json, sys
+django.setup()
+from django.conf import settings
+from django.test import Client
+client, out = Client(), []
+for body in json.loads(sys.stdin.read()):
+    r = client.generic("POST", "/ticket", body.encode("latin-1"), content_type="text/plain")
+    out.append([r.status_code, r.json()])
+settings.TICKET_SPOOL_DIR = next(settings.TICKET_SPOOL_DIR.glob("*.seg")) / "under-a-file"
+r = client.generic("POST", "/ticket", b"one more", content_type="text/plain")
+out.append([r.status_code, r.json()])
+print(json.dumps(out))
+"""
+
+
+def run_offline_webhook(bodies: list[bytes], spool_dir: Path) -> list:
+    environ = dict(
+        os.environ,
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:{closed_port()}/gone",
+        TICKET_SPOOL_DIR=str(spool_dir),
+        DJANGO_SETTINGS_MODULE="config.settings",
+        LOG_LEVEL="CRITICAL",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", OFFLINE_WEBHOOK],
+        input=json.dumps([body.decode("latin-1") for body in bodies]),
+        env=environ,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def drain_command(spool_dir: Path) -> subprocess.Popen:
+    db = connection.settings_dict
+    environ = dict(
+        os.environ,
+        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        TICKET_SPOOL_DIR=str(spool_dir),
+        LOG_LEVEL="CRITICAL",
+    )
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "drain_spool"],
+        env=environ,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.skipif(settings.EMBEDDED, reason="needs PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_with_the_database_unreachable_tickets_are_spooled_then_drained_once(spool_dir):
+    bodies = [ticket_bytes(str(n), [("Café", f"P{n % 3}", "2")]) for n in range(30)]
+    bodies.append(SAMPLE.replace("é".encode(), b"\xe9"))
+    answers = run_offline_webhook(bodies, spool_dir)
+
+    *spooled, refused = answers
+    assert [status for status, _ in spooled] == [202] * len(bodies)
+    assert refused[0] == 503
+    assert refused[1]["error"]["code"] == "service_unavailable"
+    assert spool.depth() == len(bodies)
+    assert not Ticket.objects.exists()
+
+    drainers = [drain_command(spool_dir) for _ in range(2)]
+    outputs = [drainer.communicate(timeout=60) for drainer in drainers]
+    assert [drainer.returncode for drainer in drainers] == [0, 0], outputs
+
+    stored = {str(t.id): bytes(t.raw) for t in Ticket.objects.all()}
+    assert stored == {answer["id"]: body for (_, answer), body in zip(spooled, bodies, strict=True)}
+    assert not spool.pending()
+    services.tickets_parse_backlog()
+    assert Ticket.objects.filter(status="parsed").count() == 30
+    assert Ticket.objects.filter(status="rejected").count() == 1
