@@ -64,11 +64,14 @@ def _database() -> dict[str, Any]:
     if not db["ENGINE"].endswith("postgresql"):
         raise ImproperlyConfigured(f"DATABASE_URL must point at PostgreSQL, got {db['ENGINE']}")
     db["ENGINE"] = "django_prometheus.db.backends.postgresql"
-    db.setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 1,
-        "max_size": _positive("DB_POOL_SIZE", 8),
-        "timeout": 10,
-    }
+    options = db.setdefault("OPTIONS", {})
+    options["pool"] = {"min_size": 1, "max_size": _positive("DB_POOL_SIZE", 8), "timeout": 10}
+    # Parameters bound by the server, and statements prepared after a few runs: PostgreSQL
+    # parses the hot queries once per connection. Behind PgBouncer in transaction mode a
+    # connection is not ours between transactions, so DB_PGBOUNCER turns preparing off.
+    options["server_side_binding"] = True
+    if _read("DB_PGBOUNCER", bool, False):
+        options["prepare_threshold"] = None
     db["CONN_MAX_AGE"] = 0  # the pool owns connection lifetime
     return db
 
