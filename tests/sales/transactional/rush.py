@@ -106,7 +106,14 @@ def rush(
             finally:
                 connection.close()
 
-    fault = threading.Thread(target=during) if during else None
+    def run_during() -> None:
+        try:
+            assert during is not None
+            during()
+        finally:
+            connection.close()
+
+    fault = threading.Thread(target=run_during) if during else None
     if fault:
         fault.start()
     race(buyers, buyer)
