@@ -6,6 +6,7 @@ the code paths are the same, only the backends differ. A bad value stops start-u
 `ImproperlyConfigured` naming the variable.
 """
 
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -35,6 +36,18 @@ def _positive(name: str, default: int) -> int:
     if value < 1:
         raise ImproperlyConfigured(f"{name} must be a positive integer, got {value}")
     return int(value)
+
+
+def _rate(name: str, default: str) -> tuple[int, int] | None:
+    """`30/10s` is 30 requests per 10 seconds (units s, m, h); `off` is no limit."""
+    value = env.str(name, default).strip().lower()
+    if value in ("off", "none", "0", ""):
+        return None
+    match = re.fullmatch(r"(\d+)/(\d*)([smh])", value)
+    if not match:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate like 30/10s, 600/m or off")
+    count, amount, unit = match.groups()
+    return int(count), int(amount or 1) * {"s": 1, "m": 60, "h": 3600}[unit]
 
 
 def _database() -> dict[str, Any]:
@@ -125,7 +138,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "config.logging.RequestLogMiddleware",
+    "config.middleware.RequestLogMiddleware",
+    "config.middleware.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -222,6 +236,18 @@ TICKET_MAX_BYTES = _positive("TICKET_MAX_BYTES", 1024 * 1024)
 TICKET_WEBHOOK_SECRET = env.str("TICKET_WEBHOOK_SECRET", "")
 TICKET_SPOOL_DIR = Path(env.str("TICKET_SPOOL_DIR", str(BASE_DIR / "var" / "spool")))
 
+# Rate limits on checkout and purchase, per buyer (user_id; for a purchase, its code) and per
+# client address, shared by every process through Redis. Behind N proxies that append to
+# X-Forwarded-For, set TRUSTED_PROXY_COUNT=N so that the client address is the right one.
+RATE_LIMITS = {
+    "user": _rate("RATE_LIMIT_PER_USER", "30/10s"),
+    "code": _rate("RATE_LIMIT_PER_CODE", "10/10s"),
+    "address": _rate("RATE_LIMIT_PER_ADDRESS", "1000/10s"),
+}
+# Bodies of API requests are a few fields; the webhook enforces TICKET_MAX_BYTES itself.
+API_MAX_BODY_BYTES = _positive("API_MAX_BODY_BYTES", 64 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+
 # Callables run before each /metrics scrape to refresh gauges derived from the database.
 METRICS_REFRESH = ["sales.metrics.refresh"]
 
@@ -240,6 +266,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "config.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "NUM_PROXIES": _read("TRUSTED_PROXY_COUNT", int, None),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Flash sales and till receipts",
@@ -248,6 +275,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",  # assets served locally: the docs work offline
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ItemStatusEnum": ["available", "reserved", "sold"],
+        "HealthStatusEnum": ["ok", "degraded", "down"],
+        "TicketStatusEnum": "tickets.models.Ticket.Status",
+    },
 }
 
 # Static files (admin and Swagger UI assets), served by WhiteNoise from the app packages.

@@ -60,6 +60,11 @@ class Stack:
             "DJANGO_SECURE_SSL_REDIRECT": "false",
             "LOG_LEVEL": "WARNING",
             "TICKET_SPOOL_DIR": str(self.workdir / "spool"),
+            # Load runs send everything from one address: they measure the service, not the
+            # rate limiter (which tests/platform/test_security.py covers).
+            "RATE_LIMIT_PER_USER": "off",
+            "RATE_LIMIT_PER_CODE": "off",
+            "RATE_LIMIT_PER_ADDRESS": "off",
             **(extra_env or {}),
         }
 

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import ErrorSerializer
+from config.ratelimit import RateLimit, request_value
 from sales import selectors, services
 from sales.models import Item, Outcome
 from sales.serializers import (
@@ -42,11 +43,29 @@ def request_fields(request: Request, aliases: dict[str, str] | None = None) -> d
     return fields
 
 
+class CheckoutRateLimit(RateLimit):
+    scope = "user"
+
+    def identities(self, request: Request) -> list[str]:
+        user_id = request_value(request, "user_id")
+        return [user_id] if user_id else []
+
+
+class PurchaseRateLimit(RateLimit):
+    scope = "code"
+
+    def identities(self, request: Request) -> list[str]:
+        code = request_value(request, "code")
+        return [code] if code else []
+
+
 def item_body(item: ItemInfo) -> dict[str, Any]:
     return {"id": item.id, "name": item.name, "image_url": item.image_url}
 
 
 class CheckoutView(APIView):
+    throttle_classes = (CheckoutRateLimit,)
+
     @extend_schema(
         summary="Reserve an item",
         parameters=[
@@ -84,6 +103,8 @@ class CheckoutView(APIView):
 
 
 class PurchaseView(APIView):
+    throttle_classes = (PurchaseRateLimit,)
+
     @extend_schema(
         summary="Buy a reserved item",
         parameters=[OpenApiParameter("code", str, required=True)],

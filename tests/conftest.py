@@ -42,3 +42,9 @@ def _close_connection_pools(django_db_setup):
     for conn in connections.all():
         if hasattr(conn, "close_pool"):
             conn.close_pool()
+
+
+@pytest.fixture(autouse=True)
+def _no_rate_limits(settings):
+    """Tests send many requests from one address; the rate limit tests set their own limits."""
+    settings.RATE_LIMITS = {"user": None, "code": None, "address": None}

@@ -1,0 +1,92 @@
+"""Rate limits: fixed-window counters per client address and per caller identity.
+
+The counters live in Redis when it is configured, so a limit holds across processes and
+machines; without Redis they live in the in-process cache. A limiter that cannot reach its
+counters lets the request through: a rate limit must not take the sale down with Redis.
+"""
+
+import logging
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django_redis import get_redis_connection
+from redis.exceptions import RedisError
+from rest_framework.exceptions import ParseError
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+
+logger = logging.getLogger(__name__)
+
+
+def _count(windows: dict[str, int]) -> list[int] | None:
+    """Increment each key's counter (expiring after its window) in one round trip; None when
+    the counters are unreachable."""
+    try:
+        if settings.REDIS_URL:
+            pipe = get_redis_connection("default").pipeline(transaction=False)
+            for key, window in windows.items():
+                pipe.incr(key)
+                pipe.expire(key, window, nx=True)
+            return [int(n) for n in pipe.execute()[::2]]
+        counts = []
+        for key, window in windows.items():
+            cache.add(key, 0, window)
+            counts.append(cache.incr(key))
+        return counts
+    except (RedisError, ValueError, OSError):
+        logger.warning("rate limit counters unreachable; letting the request through")
+        return None
+
+
+class RateLimit(BaseThrottle):
+    """Subclasses name the identities to count (`identities`); the address is always counted.
+
+    Rates, `(requests, window seconds)` or None for no limit, come from
+    `settings.RATE_LIMITS[scope]` and `settings.RATE_LIMITS["address"]`.
+    """
+
+    scope = ""
+
+    def __init__(self) -> None:
+        self.retry_after: float | None = None
+
+    def identities(self, request: Request) -> list[str]:
+        return []
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        now = time.time()
+        limits = [
+            (f"{self.scope}:{ident}", settings.RATE_LIMITS[self.scope])
+            for ident in self.identities(request)
+        ]
+        limits.append((f"address:{self.get_ident(request)}", settings.RATE_LIMITS["address"]))
+        active = [(key, rate) for key, rate in limits if rate is not None]
+        if not active:
+            return True
+        windows = {
+            f"ratelimit:{key}:{window}:{int(now // window)}": window for key, (_, window) in active
+        }
+        counts = _count(windows) or [0] * len(active)
+        for (_, (allowed, window)), counted in zip(active, counts, strict=True):
+            if counted > allowed:
+                self.retry_after = window - now % window
+                return False
+        return True
+
+    def wait(self) -> float | None:
+        return self.retry_after
+
+
+def request_value(request: Request, name: str) -> str | None:
+    """A field from the query string, or from the body when it parses (a body that does not
+    parse is the view's business, reported there)."""
+    value = request.query_params.get(name)
+    if value is None:
+        try:
+            data = request.data
+        except ParseError:
+            return None
+        value = data.get(name) if hasattr(data, "get") else None
+    return None if value is None else str(value)[:64]

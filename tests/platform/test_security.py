@@ -1,0 +1,99 @@
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from django_redis import get_redis_connection
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def limits(settings):
+    def set_(**rates):
+        settings.RATE_LIMITS = {"user": None, "code": None, "address": None, **rates}
+
+    return set_
+
+
+@pytest.mark.smoke
+def test_checkout_is_limited_per_user_with_retry_after(api, limits):
+    limits(user=(3, 10))
+    statuses = [api.post("/checkout?user_id=ratelimited&id=1").status_code for _ in range(4)]
+    assert statuses == [404, 404, 404, 429]
+    refused = api.post("/checkout?user_id=ratelimited&id=1")
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(refused["Retry-After"]) <= 11
+    # another buyer is not held back by the first one's limit
+    assert api.post("/checkout?user_id=someone-else&id=1").status_code == 404
+
+
+@pytest.mark.smoke
+def test_checkout_and_purchase_are_limited_per_client_address(api, limits):
+    limits(address=(2, 60))
+    api.post("/checkout?user_id=a&id=1", REMOTE_ADDR="10.9.9.9")
+    api.post("/purchase?code=abc", REMOTE_ADDR="10.9.9.9")
+    assert api.post("/checkout?user_id=b&id=1", REMOTE_ADDR="10.9.9.9").status_code == 429
+    assert api.post("/checkout?user_id=b&id=1", REMOTE_ADDR="10.9.9.8").status_code == 404
+
+
+def test_limits_are_shared_through_redis(api, limits, settings):
+    """Two processes see one counter: here, a counter set in Redis by someone else."""
+    assert settings.REDIS_URL
+    limits(code=(5, 3600))
+    bucket = int(time.time() // 3600)
+    get_redis_connection("default").set(f"ratelimit:code:shared-code:3600:{bucket}", 5)
+    assert api.post("/purchase?code=shared-code").status_code == 429
+
+
+@pytest.mark.smoke
+def test_a_body_over_the_limit_is_refused_before_it_is_read(api, settings):
+    settings.API_MAX_BODY_BYTES = 100
+    response = api.post("/checkout", "x" * 101, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def deploy_check(**variables: str) -> subprocess.CompletedProcess[str]:
+    environ = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE", "DB_"))
+    }
+    environ.update(variables)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_production_settings_pass_the_deploy_check():
+    result = deploy_check(
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/test",
+        DJANGO_SECRET_KEY="a-long-random-secret-" + "x" * 40,
+        DJANGO_ALLOWED_HOSTS="shop.example.com",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.smoke
+def test_security_headers(api):
+    response = api.get("/ping")
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["Referrer-Policy"] == "same-origin"
+
+
+@pytest.mark.smoke
+def test_no_code_in_the_logs(api, caplog):
+    from sales.services import sale_open
+
+    caplog.set_level("DEBUG", logger="requests")
+    item = sale_open(item_count=1).items.get()
+    code = api.post(f"/checkout?user_id=logcheck&id={item.pk}").json()["code"]
+    api.post(f"/purchase?code={code}")
+    assert "POST /purchase 200" in caplog.text
+    assert code not in caplog.text
