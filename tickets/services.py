@@ -229,9 +229,7 @@ def _parse_batch(ticket_ids: Sequence[UUID] | None, limit: int) -> int:
         try:
             with transaction.atomic():
                 tickets = list(
-                    _claimable(ticket_ids, limit)
-                    .select_for_update(skip_locked=True, no_key=True)
-                    .only("id", "raw", "received_at")
+                    _claimable(ticket_ids, limit).select_for_update(skip_locked=True, no_key=True)
                 )
                 if not tickets:
                     return 0
@@ -316,9 +314,12 @@ def _store_outcomes(tickets: list[Ticket]) -> dict[str, int]:
     OrderLine.objects.bulk_create(lines, batch_size=1000)
     # Last: a concurrent parse of the same content makes this fail (or wait, then fail) on the
     # parsed-once constraint, after every product lock this transaction needs is already held.
-    Ticket.objects.bulk_update(
+    # The rows exist and are claimed: this upsert is a one-statement update of all of them.
+    Ticket.objects.bulk_create(
         tickets,
-        [
+        update_conflicts=True,
+        unique_fields=["id"],
+        update_fields=[
             "status",
             "parsed_at",
             "order_number",
@@ -329,7 +330,6 @@ def _store_outcomes(tickets: list[Ticket]) -> dict[str, int]:
             "rejection_line",
             "rejection_reason",
         ],
-        batch_size=100,
     )
     return outcome
 
