@@ -19,7 +19,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from sales.exceptions import NoSaleYet, SaleNotFound
-from sales.models import CheckoutAttempt, Item, Outcome, Purchase, Sale
+from sales.models import Buyer, CheckoutAttempt, Item, Outcome, Purchase, Sale
 from sales.stock import live_holds
 
 
@@ -105,6 +105,14 @@ def sale_items(*, sale: Sale, status: str | None = None) -> QuerySet[Item]:
     return items.filter(status=status) if status else items
 
 
+INVARIANTS = (
+    "no_oversell",
+    "user_limit_respected",
+    "every_sold_item_has_one_purchase",
+    "buyer_counts_match_purchases",
+)
+
+
 def sale_report(*, sale: Sale) -> dict[str, object]:
     """The sale's figures and a check of each invariant, computed from the rows themselves."""
     figures = sale_figures(sale=sale)
@@ -118,6 +126,9 @@ def sale_report(*, sale: Sale) -> dict[str, object]:
         item__sale_id=sale.pk,
     )
     by_outcome = CheckoutAttempt.objects.filter(sale=sale).values("outcome").annotate(n=Count("*"))
+    # A purchase is one transaction: its row and its buyer's count are both there, or neither.
+    bought = {row["user_id"]: row["n"] for row in per_buyer}
+    counters = Buyer.objects.filter(sale=sale).values_list("user_id", "purchased")
     max_per_buyer = per_buyer[0]["n"] if per_buyer else 0
     return {
         **figures,
@@ -129,4 +140,6 @@ def sale_report(*, sale: Sale) -> dict[str, object]:
         "user_limit_respected": max_per_buyer <= sale.user_limit,
         "every_sold_item_has_one_purchase": not items_sold_twice.exists()
         and not mismatched.exists(),
+        "buyer_counts_match_purchases": all(bought.get(u, 0) == n for u, n in counters)
+        and set(bought) <= {u for u, _ in counters},
     }

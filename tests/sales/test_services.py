@@ -97,6 +97,7 @@ def test_start_sale_and_sale_report_commands(capsys, path):
         "no_oversell": True,
         "user_limit_respected": True,
         "every_sold_item_has_one_purchase": True,
+        "buyer_counts_match_purchases": True,
     }
 
 
@@ -118,6 +119,7 @@ def test_sale_report_flags_a_broken_invariant(capsys, open_sale):
         call_command("sale_report", str(sale.pk))
     report = json.loads(capsys.readouterr().out)
     assert report["user_limit_respected"] is False
+    assert report["buyer_counts_match_purchases"] is False
     assert report["no_oversell"] is True
 
 

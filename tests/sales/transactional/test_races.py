@@ -6,13 +6,11 @@ import pytest
 from django.db.models import Count
 
 from sales.models import CheckoutAttempt, Outcome, Purchase
-from sales.selectors import sale_report
+from sales.selectors import INVARIANTS, sale_report
 from sales.services import checkout_create, purchase_complete
 from tests.sales.transactional.rush import race, rush
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-INVARIANTS = ("no_oversell", "user_limit_respected", "every_sold_item_has_one_purchase")
 
 
 def assert_invariants(sale) -> dict:
