@@ -197,13 +197,14 @@ def checkout_refuse(
     *, user_id: str, requested_id: str, outcome: str, item: ItemInfo | None = None
 ) -> CheckoutAttempt:
     """Record a checkout refused before any stock was looked at (bad input, unknown item, sale
-    not started). Values are cut to their column sizes: bad input is kept, not rejected."""
+    not started). Bad input is kept as sent, less NUL characters (which PostgreSQL text cannot
+    hold) and cut to the column sizes."""
     CHECKOUTS.labels(outcome).inc()
     return CheckoutAttempt.objects.create(
         sale_id=item.sale_id if item else None,
         item_id=item.id if item else None,
-        user_id=user_id[:64],
-        requested_id=requested_id[:32],
+        user_id=user_id.replace("\x00", "")[:64],
+        requested_id=requested_id.replace("\x00", "")[:32],
         outcome=outcome,
     )
 
