@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_\-.:@]{1,64}$"
+CODE_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
 MAX_ID = 2**63 - 1
 
 
@@ -17,9 +18,7 @@ class CheckoutInput(serializers.Serializer):
 
 
 class PurchaseInput(serializers.Serializer):
-    code = serializers.RegexField(
-        r"^[A-Za-z0-9_\-]{1,64}$", error_messages={"invalid": "Not a checkout code."}
-    )
+    code = serializers.RegexField(CODE_PATTERN, error_messages={"invalid": "Not a checkout code."})
 
 
 class ItemOutput(serializers.Serializer):

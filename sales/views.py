@@ -15,6 +15,9 @@ from config.ratelimit import RateLimit, request_value
 from sales import selectors, services
 from sales.models import Item, Outcome
 from sales.serializers import (
+    CODE_PATTERN,
+    MAX_ID,
+    USER_ID_PATTERN,
     CheckoutInput,
     CheckoutOutput,
     PurchaseInput,
@@ -68,12 +71,20 @@ class CheckoutView(APIView):
 
     @extend_schema(
         summary="Reserve an item",
+        description="The same fields are also accepted in a JSON or form body, and `item_id` "
+        "as an alias of `id`.",
         parameters=[
-            OpenApiParameter("user_id", str, required=True),
-            OpenApiParameter("id", int, required=True, description="Item id"),
-            OpenApiParameter("item_id", int, description="Alias of id"),
+            OpenApiParameter(
+                "user_id", {"type": "string", "pattern": USER_ID_PATTERN}, required=True
+            ),
+            OpenApiParameter(
+                "id",
+                {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                required=True,
+                description="Item id",
+            ),
         ],
-        request=CheckoutInput,
+        request=None,
         responses={201: CheckoutOutput, 200: CheckoutOutput, **ERRORS},
     )
     def post(self, request: Request) -> Response:
@@ -107,8 +118,11 @@ class PurchaseView(APIView):
 
     @extend_schema(
         summary="Buy a reserved item",
-        parameters=[OpenApiParameter("code", str, required=True)],
-        request=PurchaseInput,
+        description="`code` is also accepted in a JSON or form body.",
+        parameters=[
+            OpenApiParameter("code", {"type": "string", "pattern": CODE_PATTERN}, required=True)
+        ],
+        request=None,
         responses={200: PurchaseOutput, **ERRORS},
     )
     def post(self, request: Request) -> Response:
@@ -160,7 +174,7 @@ class SaleItemsView(ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> Any:
-        query = SaleItemsQuery(data=self.request.query_params)
+        query = SaleItemsQuery(data=self.request.query_params.dict())
         query.is_valid(raise_exception=True)
         sale = selectors.sale_get(sale_id=self.kwargs["sale_id"])
         return selectors.sale_items(sale=sale, status=query.validated_data.get("status"))
