@@ -13,7 +13,7 @@ TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:543
 	DJANGO_SECRET_KEY=test-only DJANGO_ALLOWED_HOSTS=testserver,127.0.0.1,localhost \
 	DJANGO_SECURE_SSL_REDIRECT=false LOG_LEVEL=WARNING DB_POOL_SIZE=40
 
-.PHONY: help install run serve migrate worker beat test test-smoke check lint fmt types up down
+.PHONY: help install run serve migrate worker beat test test-smoke check lint fmt types fuzz audit up down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -66,6 +66,12 @@ types: install  ## mypy with django-stubs
 check: lint types  ## lint + types + missing migrations + tests (what CI runs)
 	$(TEST_ENV) $(MANAGE) makemigrations --check --dry-run
 	$(MAKE) --no-print-directory test
+
+fuzz: install  ## schemathesis against the OpenAPI schema of a throw-away stack: no 5xx, as documented
+	$(BIN)/python loadtests/fuzz.py $(FUZZ_ARGS)
+
+audit: install  ## known vulnerabilities in the pinned runtime dependencies (needs the PyPI advisory service)
+	$(BIN)/pip-audit --requirement requirements.txt --progress-spinner off
 
 up:  ## the full stack in Docker (PostgreSQL, Redis, web, worker, beat, locust)
 	docker compose up --build

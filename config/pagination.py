@@ -1,6 +1,7 @@
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
+from rest_framework.views import APIView
 
 
 class Pagination(PageNumberPagination):
@@ -16,7 +17,7 @@ class Pagination(PageNumberPagination):
             raise ValidationError({"page_size": f"A whole number from 1 to {self.max_page_size}."})
         return super().get_page_size(request)
 
-    def get_schema_operation_parameters(self, view: object) -> list[dict]:
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict]:
         parameters = super().get_schema_operation_parameters(view)
         for parameter in parameters:
             if parameter["name"] == self.page_size_query_param:

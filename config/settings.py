@@ -275,6 +275,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",  # assets served locally: the docs work offline
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.schema.require_request_bodies",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "ItemStatusEnum": ["available", "reserved", "sold"],
         "HealthStatusEnum": ["ok", "degraded", "down"],

@@ -1,15 +1,17 @@
 import re
+from typing import Any
 
 from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.pagination import CursorPagination, PageNumberPagination
+from rest_framework.generics import ListAPIView
+from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.errors import ErrorSerializer
 from tickets import selectors, services
 from tickets.exceptions import EmptyTicket, InvalidIdempotencyKey, TicketTooLarge
 from tickets.serializers import (
@@ -19,17 +21,16 @@ from tickets.serializers import (
     ReceiptSerializer,
     TicketFilterSerializer,
     TicketSerializer,
-    TicketsErrorSerializer,
     TicketSummarySerializer,
 )
 from tickets.signatures import signature_verify
 
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _READ_CHUNK = 64 * 1024
 
 
 def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(TicketsErrorSerializer, description=description)
+    return OpenApiResponse(ErrorSerializer, description=description)
 
 
 def read_body(stream, *, declared_length: str | None, limit: int) -> bytes:
@@ -61,11 +62,11 @@ class TicketIngestView(APIView):
     @extend_schema(
         operation_id="ticket_ingest",
         summary="Receive a till ticket",
-        request={"text/plain": OpenApiTypes.STR},
+        request={"text/plain": {"type": "string", "minLength": 1}},
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
-                str,
+                {"type": "string", "pattern": _IDEMPOTENCY_KEY.pattern},
                 OpenApiParameter.HEADER,
                 description="A repeated key answers with the first ticket's receipt.",
             ),
@@ -111,20 +112,26 @@ class TicketPagination(CursorPagination):
     page_size = 100
 
 
-class TicketListView(APIView):
+class TicketListView(ListAPIView):
+    serializer_class = TicketSummarySerializer
+    pagination_class = TicketPagination
+
     @extend_schema(
         operation_id="ticket_list",
         parameters=[TicketFilterSerializer],
-        responses={200: TicketSummarySerializer(many=True), 400: _error("Unknown status.")},
+        responses={
+            200: TicketSummarySerializer(many=True),
+            400: _error("Unknown status."),
+            404: _error("No such page."),
+        },
     )
-    def get(self, request: Request) -> Response:
-        filters = TicketFilterSerializer(data=request.query_params)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> Any:
+        filters = TicketFilterSerializer(data=self.request.query_params.dict())
         filters.is_valid(raise_exception=True)
-        paginator = TicketPagination()
-        page = paginator.paginate_queryset(
-            selectors.ticket_list(**filters.validated_data), request, view=self
-        )
-        return paginator.get_paginated_response(TicketSummarySerializer(page, many=True).data)
+        return selectors.ticket_list(**filters.validated_data)
 
 
 class TicketDetailView(APIView):
@@ -154,20 +161,25 @@ class TicketReprocessView(APIView):
         return Response(TicketSerializer(selectors.ticket_get(ticket_id=ticket_id)).data)
 
 
-class ProductListView(APIView):
+class ProductListView(ListAPIView):
+    serializer_class = ProductSerializer
+
     @extend_schema(
         operation_id="product_list",
         parameters=[ProductFilterSerializer],
-        responses={200: ProductSerializer(many=True)},
+        responses={
+            200: ProductSerializer(many=True),
+            400: _error("A filter is malformed."),
+            404: _error("No such page."),
+        },
     )
-    def get(self, request: Request) -> Response:
-        filters = ProductFilterSerializer(data=request.query_params)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> Any:
+        filters = ProductFilterSerializer(data=self.request.query_params.dict())
         filters.is_valid(raise_exception=True)
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(
-            selectors.product_list(**filters.validated_data), request, view=self
-        )
-        return paginator.get_paginated_response(ProductSerializer(page, many=True).data)
+        return selectors.product_list(**filters.validated_data)
 
 
 class ProductDetailView(APIView):
