@@ -1,5 +1,6 @@
-"""A throw-away local stack for load and fault runs: its own PostgreSQL database, its own
-redis-server, gunicorn instances and Celery workers on spare ports of 127.0.0.1.
+"""A throw-away local stack for load and fault runs: its own PostgreSQL database (on the
+machine's server, or in a cluster of its own that a fault run may stop), its own redis-server,
+gunicorn instances and Celery workers, all on spare ports of 127.0.0.1.
 
 Everything it starts, it stops (also on Ctrl-C). It never stops the machine's shared servers.
 """
@@ -7,6 +8,7 @@ Everything it starts, it stops (also on Ctrl-C). It never stops the machine's sh
 import contextlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -32,22 +34,67 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class Cluster:
+    """A PostgreSQL cluster of the run's own (initdb into a temporary directory, a spare port),
+    which a fault run may stop and start at will."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir / "pg"
+        self.port = free_port()
+        self.admin_url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        bindir = subprocess.run(
+            ["pg_config", "--bindir"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        self.bin = Path(bindir)
+        # PostgreSQL refuses to run as root: run it as the account that owns the installation.
+        self.user = pwd.getpwuid((self.bin / "postgres").stat().st_uid).pw_name
+        if os.geteuid() == 0 and self.user == "root":
+            self.user = "postgres"
+
+    def _run(self, *args: str) -> None:
+        prefix = ["runuser", "-u", self.user, "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, *args], check=True, capture_output=True, cwd=self.dir)
+
+    def create(self) -> None:
+        self.dir.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.dir.parent, self.user)
+            shutil.chown(self.dir, self.user)
+        self._run(str(self.bin / "initdb"), "-D", str(self.dir), "-U", "postgres", "-A", "trust")
+        self.start()
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        )
+        self._run(
+            str(self.bin / "pg_ctl"), "-D", str(self.dir), "-o", options,
+            "-l", str(self.dir / "log"), "-w", "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir), "-m", mode, "-w", "stop")
+
+
 class Stack:
     def __init__(
         self,
         name: str,
         *,
+        own_postgres: bool = False,
         admin_url: str = os.environ.get(
             "LOADTEST_ADMIN_DB", "postgres://postgres@127.0.0.1:5432/postgres"
         ),
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
-        self.admin_url = admin_url
-        self.db_url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+        self.cluster = Cluster(self.workdir) if own_postgres else None
+        self.admin_url = self.cluster.admin_url if self.cluster else admin_url
+        self.db_url = self.admin_url.rsplit("/", 1)[0] + f"/{name}"
         self.redis_port = free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: list[int] = []
         self.env = {
@@ -71,33 +118,58 @@ class Stack:
     # -- lifecycle ------------------------------------------------------------------------
 
     def __enter__(self) -> "Stack":
+        try:
+            self.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def start(self) -> None:
+        if self.cluster:
+            self.cluster.create()
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{self.name}"')
         self.start_redis()
         self.manage("migrate", "--no-input", "-v0")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-        return self
 
     def __exit__(self, *exc: object) -> None:
         for name in list(self.processes):
             self.stop(name)
-        with contextlib.suppress(Exception), psycopg.connect(self.admin_url, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        if self.cluster:
+            self.cluster.stop("immediate")
+        else:
+            with (
+                contextlib.suppress(Exception),
+                psycopg.connect(self.admin_url, autocommit=True) as conn,
+            ):
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
+        # A session of its own, so that a signal can reach a process and its children.
         self.processes[name] = subprocess.Popen(
-            args, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=log
+            args,
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
+
+    def signal_group(self, name: str, sig: int) -> None:
+        """To a process and its children: SIGSTOP pauses a Celery worker and its pool."""
+        os.killpg(self.processes[name].pid, sig)
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         process = self.processes.pop(name, None)
         if process is None:
             return
         with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGCONT)
+            os.killpg(process.pid, signal.SIGCONT)
             process.send_signal(sig)
         try:
             process.wait(timeout=30)
@@ -146,20 +218,21 @@ class Stack:
         self.ports.append(port)
         return url
 
-    def start_worker(self, name: str = "worker", *args: str) -> None:
+    def start_worker(self, name: str = "worker", concurrency: int = 1) -> None:
+        """A Celery worker; returns once it is consuming."""
         self.spawn(
             name,
             [
-                str(BIN / "celery"),
-                "-A",
-                "config",
-                "worker",
-                "--loglevel=WARNING",
-                "-n",
-                f"{name}@%h",
-                *args,
+                str(BIN / "celery"), "-A", "config", "worker", "--loglevel=INFO",
+                f"--concurrency={concurrency}", "-n", f"{name}@%h",
             ],
-        )
+        )  # fmt: skip
+
+        def consuming() -> None:
+            if "ready." not in self.log(name):
+                raise RuntimeError("not yet")
+
+        wait_for(consuming, f"celery worker {name}", seconds=60)
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(
@@ -176,6 +249,11 @@ class Stack:
 
     def manage_json(self, *args: str) -> Any:
         return json.loads(self.manage(*args))
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            cursor = conn.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
 
 
 def wait_for(probe: Any, what: str, seconds: float = 30) -> None:

@@ -12,250 +12,85 @@ Starts its own PostgreSQL cluster (initdb into a temporary directory, on a spare
    acknowledged ticket in the database once it is back (through the spool).
 
 Everything it starts it stops, also on failure or Ctrl-C; it stops by itself after
-`--timeout` seconds. Uses the shared Redis only through its own db index (`--redis-db`).
+`--timeout` seconds.
 
     python loadtests/tickets_burst.py [--requests 20000] [--concurrency 64]
 """
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import pwd
 import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loadtests.stack import Stack  # noqa: E402
 from tickets.parsing import ParsedTicket, parse_ticket  # noqa: E402 (pure: needs no Django)
 
-BIN = Path(sys.executable).parent
 SAMPLE = (
     b"Order: 123456\nVAT: 3.10\nTotal: 16.90\n\n"
     b"product,product_id,price\nFormule(s) midi,aZde,14.90\nCaf\xc3\xa9,IZ8z,2\n"
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def say(message: str) -> None:
     print(message, flush=True)
 
 
-class Cluster:
-    """A PostgreSQL cluster of our own, which we may stop and start at will."""
+def spool_files(stack: Stack) -> int:
+    spool = stack.workdir / "spool"
+    return len([*spool.glob("*.seg"), *spool.glob("*.sealed")]) if spool.exists() else 0
 
-    def __init__(self, workdir: Path) -> None:
-        self.dir = workdir / "pg"
-        self.port = free_port()
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/tickets"
-        bindir = subprocess.run(
-            ["pg_config", "--bindir"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        self.bin = Path(bindir)
-        # PostgreSQL refuses to run as root: run it as the account that owns the installation.
-        self.user = pwd.getpwuid((self.bin / "postgres").stat().st_uid).pw_name
-        if os.geteuid() == 0 and self.user == "root":
-            self.user = "postgres"
 
-    def _run(self, *args: str) -> None:
-        prefix = ["runuser", "-u", self.user, "--"] if os.geteuid() == 0 else []
-        subprocess.run([*prefix, *args], check=True, capture_output=True, cwd=self.dir)
+def reset(stack: Stack) -> None:
+    stack.query(
+        "TRUNCATE tickets_orderline, tickets_order, tickets_productprice, tickets_product,"
+        " tickets_ticket"
+    )
 
-    def create(self) -> None:
-        self.dir.mkdir()
-        if os.geteuid() == 0:
-            shutil.chown(self.dir.parent, self.user)
-            shutil.chown(self.dir, self.user)
-        self._run(str(self.bin / "initdb"), "-D", str(self.dir), "-U", "postgres", "-A", "trust")
-        self.start()
-        with psycopg.connect(self.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as c:
-            c.execute("CREATE DATABASE tickets")
 
-    def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+def wait_until_settled(stack: Stack, expected: int, timeout: float) -> dict[str, Any]:
+    """Poll until `expected` tickets are stored, none is left `received` and the spool is
+    empty; returns the status counts and how fast the backlog left at the end of the burst
+    was worked off."""
+    started = time.monotonic()
+    backlog = None
+    while True:
+        counts = dict(stack.query("SELECT status, count(*) FROM tickets_ticket GROUP BY 1"))
+        backlog = counts.get("received", 0) if backlog is None else backlog
+        settled = (
+            sum(counts.values()) >= expected
+            and not counts.get("received")
+            and not spool_files(stack)
         )
-        self._run(
-            str(self.bin / "pg_ctl"), "-D", str(self.dir), "-o", options,
-            "-l", str(self.dir / "log"), "-w", "start",
-        )  # fmt: skip
-
-    def stop(self, mode: str = "fast") -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir), "-m", mode, "-w", "stop")
-
-
-class Stack:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix="tickets-burst-"))
-        self.cluster = Cluster(self.workdir)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self.worker: subprocess.Popen[bytes]
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": self.cluster.url,
-            "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{args.redis_db}",
-            "DJANGO_SECRET_KEY": "load-test",
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-            "DJANGO_SECURE_SSL_REDIRECT": "false",
-            "LOG_LEVEL": "WARNING",
-            "TICKET_SPOOL_DIR": str(self.workdir / "spool"),
-            "APP_HOST": "127.0.0.1",
-            "APP_PORT": str(self.port),
-            "WEB_WORKERS": str(args.web_workers),
-        }
-        self.env.pop("REDIS_URL", None)
-        self.env.pop("DB_HOST", None)
-
-    def __enter__(self) -> "Stack":
-        try:
-            self._start()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def _start(self) -> None:
-        self.cluster.create()
-        self._manage("migrate", "--no-input", "-v0")
-        import redis
-
-        redis.Redis.from_url(self.env["CELERY_BROKER_URL"]).flushdb()
-        self._spawn(
-            "web",
-            [str(BIN / "gunicorn"), "-c", "config/gunicorn.py", "config.wsgi"],
-            PROMETHEUS_MULTIPROC_DIR=str(self.workdir / "metrics"),
-        )
-        self._spawn(
-            "worker",
-            [str(BIN / "celery"), "-A", "config", "worker", "--concurrency=1", "--loglevel=INFO"],
-        )
-        deadline = time.monotonic() + 60
-        while not self._ready():
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    "gunicorn or the worker did not start; logs in " + str(self.workdir)
-                )
-            time.sleep(0.2)
-        return self
-
-    def _ready(self) -> bool:
-        try:
-            urllib.request.urlopen(f"{self.url}/ping", timeout=1)
-        except OSError:
-            return False
-        return "ready." in (self.workdir / "worker.log").read_text(errors="replace")
-
-    def __exit__(self, *exc: object) -> None:
-        for process in self.processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGCONT)
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        self.cluster.stop("immediate")
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def _spawn(self, name: str, args: list[str], **env: str) -> None:
-        log = (self.workdir / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env={**self.env, **env},
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        self.processes.append(process)
-        if name == "worker":
-            self.worker = process
-
-    def signal_worker(self, signum: int) -> None:
-        """To the worker and its pool processes (SIGSTOP pauses them, SIGCONT resumes)."""
-        os.killpg(self.worker.pid, signum)
-
-    def _manage(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT, env=self.env, capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if done.returncode:
-            raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stderr[-2000:]}")
-        return done.stdout
-
-    def query(self, sql: str) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.cluster.url, autocommit=True) as conn:
-            cursor = conn.execute(sql)
-            return cursor.fetchall() if cursor.description else []
-
-    def reset(self) -> None:
-        self.query(
-            "TRUNCATE tickets_orderline, tickets_order, tickets_productprice, tickets_product,"
-            " tickets_ticket"
-        )
-
-    def spool_files(self) -> int:
-        spool = self.workdir / "spool"
-        return (
-            len(list(spool.glob("*.seg")) + list(spool.glob("*.sealed"))) if spool.exists() else 0
-        )
-
-    def wait_until_settled(self, expected: int, timeout: float) -> dict[str, Any]:
-        """Poll until `expected` tickets are stored, none is left `received` and the spool is
-        empty; returns the status counts and how fast the backlog left at the end of the burst
-        was worked off."""
-        started = time.monotonic()
-        backlog = None
-        while True:
-            counts = dict(self.query("SELECT status, count(*) FROM tickets_ticket GROUP BY 1"))
-            backlog = counts.get("received", 0) if backlog is None else backlog
-            settled = (
-                sum(counts.values()) >= expected
-                and not counts.get("received")
-                and not self.spool_files()
-            )
-            if settled or time.monotonic() - started > timeout:
-                break
-            time.sleep(0.2)
-        elapsed = time.monotonic() - started
-        ((parsed, span),) = self.query(
-            "SELECT count(*), extract(epoch FROM max(parsed_at) - min(parsed_at))"
-            " FROM tickets_ticket WHERE parsed_at IS NOT NULL"
-        )
-        return {
-            "worker_rate": parsed / float(span) if span else None,
-            "counts": counts,
-            "settled": settled,
-            "backlog": backlog,
-            "catch_up_seconds": elapsed,
-            "rate": backlog / elapsed if backlog and elapsed > 0.2 else None,
-        }
+        if settled or time.monotonic() - started > timeout:
+            break
+        time.sleep(0.2)
+    elapsed = time.monotonic() - started
+    ((parsed, span),) = stack.query(
+        "SELECT count(*), extract(epoch FROM max(parsed_at) - min(parsed_at))"
+        " FROM tickets_ticket WHERE parsed_at IS NOT NULL"
+    )
+    return {
+        "worker_rate": parsed / float(span) if span else None,
+        "counts": counts,
+        "settled": settled,
+        "backlog": backlog,
+        "catch_up_seconds": elapsed,
+        "rate": backlog / elapsed if backlog and elapsed > 0.2 else None,
+    }
 
 
 # -- traffic ---------------------------------------------------------------------------------
@@ -377,7 +212,7 @@ def catalogue_check(stack: Stack) -> dict[str, int]:
 # -- scenarios -------------------------------------------------------------------------------
 
 
-def scenario_hey(stack: Stack, args: argparse.Namespace) -> bool:
+def scenario_hey(stack: Stack, url: str, args: argparse.Namespace) -> bool:
     say(f"\n== 1. hey: {args.requests} copies of the sample ticket, {args.concurrency} connections")
     sample = stack.workdir / "sample.txt"
     sample.write_bytes(SAMPLE)
@@ -387,7 +222,7 @@ def scenario_hey(stack: Stack, args: argparse.Namespace) -> bool:
         return False
     output = subprocess.run(
         [hey, "-n", str(args.requests), "-c", str(args.concurrency), "-m", "POST",
-         "-T", "text/plain", "-D", str(sample), f"{stack.url}/ticket"],
+         "-T", "text/plain", "-D", str(sample), f"{url}/ticket"],
         capture_output=True, text=True, check=True, timeout=600,
     ).stdout  # fmt: skip
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
@@ -397,7 +232,7 @@ def scenario_hey(stack: Stack, args: argparse.Namespace) -> bool:
     say(f"acks/s {rate[1] if rate else '?'}, p99 {float(p99[1]) * 1000 if p99 else '?'} ms, "
         f"status codes {codes}, errors {errors[1].strip() if errors else 'none'}")  # fmt: skip
     sent = args.requests // args.concurrency * args.concurrency  # hey's rounding
-    result = stack.wait_until_settled(sent, args.settle_timeout)
+    result = wait_until_settled(stack, sent, args.settle_timeout)
     counts = result["counts"]
     say(f"hey sent {sent}; stored {sum(counts.values())}: {counts}; {describe_catch_up(result)}")
     return (
@@ -417,7 +252,7 @@ def describe_catch_up(result: dict[str, Any]) -> str:
     )
 
 
-def scenario_distinct(stack: Stack, args: argparse.Namespace, *, outage: bool) -> bool:
+def scenario_distinct(stack: Stack, url: str, args: argparse.Namespace, *, outage: bool) -> bool:
     title = "with PostgreSQL stopped for 5 s mid-burst" if outage else "no fault"
     say(f"\n== {3 if outage else 2}. {args.requests} distinct generated tickets, {title}")
     bodies = generated_tickets(args.requests, seed=3 if outage else 2)
@@ -429,6 +264,7 @@ def scenario_distinct(stack: Stack, args: argparse.Namespace, *, outage: bool) -
     async def fault() -> None:
         await asyncio.sleep(args.outage_after)
         outage_window.append(time.monotonic())
+        assert stack.cluster is not None
         await asyncio.to_thread(stack.cluster.stop, "immediate")
         await asyncio.sleep(5)
         await asyncio.to_thread(stack.cluster.start)
@@ -436,26 +272,24 @@ def scenario_distinct(stack: Stack, args: argparse.Namespace, *, outage: bool) -
 
     if not outage:
         say("the worker is paused during this burst, to measure how fast it works off a backlog")
-        stack.signal_worker(signal.SIGSTOP)
-    traffic = asyncio.run(
-        post_all(stack.url, bodies, args.concurrency, during=fault if outage else None)
-    )
+        stack.signal_group("worker", signal.SIGSTOP)
+    traffic = asyncio.run(post_all(url, bodies, args.concurrency, during=fault if outage else None))
     if not outage:
-        stack.signal_worker(signal.SIGCONT)
+        stack.signal_group("worker", signal.SIGCONT)
     acknowledged = traffic["acknowledged"]
     say(f"acks/s {traffic['rate']:,.0f}, p50 {traffic['p50_ms']:.1f} ms, "
         f"p99 {traffic['p99_ms']:.1f} ms, answers {traffic['statuses']}")  # fmt: skip
     if outage:
         say(f"PostgreSQL was down for {outage_window[1] - outage_window[0]:.1f} s "
             f"(stopped {args.outage_after:.1f} s into the burst)")  # fmt: skip
-    result = stack.wait_until_settled(len(acknowledged), args.settle_timeout)
+    result = wait_until_settled(stack, len(acknowledged), args.settle_timeout)
     counts = result["counts"]
     stored = {str(row[0]) for row in stack.query("SELECT id FROM tickets_ticket")}
     missing = set(acknowledged) - stored
     catalogue = catalogue_check(stack)
     say(f"stored {len(stored)} of {len(acknowledged)} acknowledged, missing {len(missing)}; "
         f"statuses {counts}; expected rejections {expected_rejections}; "
-        f"spool files left {stack.spool_files()}")  # fmt: skip
+        f"spool files left {spool_files(stack)}")  # fmt: skip
     say(f"{describe_catch_up(result)}; catalogue {catalogue['products']} "
         f"products, {catalogue['mismatched']} differing from the recomputed one")  # fmt: skip
     return (
@@ -474,7 +308,6 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--redis-db", type=int, default=12)
     parser.add_argument("--outage-after", type=float, default=2.0, help="seconds into burst 3")
     parser.add_argument("--settle-timeout", type=float, default=180)
     parser.add_argument("--timeout", type=int, default=1200, help="hard stop, in seconds")
@@ -486,14 +319,16 @@ def main() -> int:
     signal.signal(signal.SIGALRM, give_up)
     signal.signal(signal.SIGTERM, give_up)
     signal.alarm(args.timeout)
-    with Stack(args) as stack:
-        say(f"stack: PostgreSQL :{stack.cluster.port}, gunicorn {stack.url} "
-            f"({args.web_workers} workers), 1 Celery worker, {os.cpu_count()} CPUs")  # fmt: skip
-        outcomes = {"hey": scenario_hey(stack, args)}
-        stack.reset()
-        outcomes["distinct"] = scenario_distinct(stack, args, outage=False)
-        stack.reset()
-        outcomes["outage"] = scenario_distinct(stack, args, outage=True)
+    with Stack("tickets_burst", own_postgres=True) as stack:
+        url = stack.start_web(workers=args.web_workers)
+        stack.start_worker()
+        say(f"stack: PostgreSQL of its own, gunicorn {url} ({args.web_workers} workers), "
+            f"1 Celery worker, {os.cpu_count()} CPUs")  # fmt: skip
+        outcomes = {"hey": scenario_hey(stack, url, args)}
+        reset(stack)
+        outcomes["distinct"] = scenario_distinct(stack, url, args, outage=False)
+        reset(stack)
+        outcomes["outage"] = scenario_distinct(stack, url, args, outage=True)
     say("\n" + ", ".join(f"{name}: {'PASS' if ok else 'FAIL'}" for name, ok in outcomes.items()))
     return 0 if all(outcomes.values()) else 1
 

@@ -119,6 +119,8 @@ def ticket_ingest(*, body: bytes, idempotency_key: str | None = None) -> Receipt
         logger.error("ticket refused: spool failed too (%s)", exc)
         raise TicketNotStored() from exc
     metrics.spooled.inc()
+    if not celery_app.conf.task_always_eager:  # in-process, a drain now would only fail again
+        _nudge_drain()
     return Receipt(id=ticket_id, received_at=received_at)
 
 
@@ -132,13 +134,20 @@ class _Nudges:
 
 def _after_store() -> None:
     _nudge_parser()
+    _nudge_drain()
+
+
+def _nudge_drain() -> None:
+    """Queue a drain when the spool holds tickets, at most once per interval per process. The
+    task retries while PostgreSQL is still down, so the spool empties without waiting for beat
+    or for the next ticket."""
     now = time.monotonic()
     if now >= _Nudges.next_spool_check:
         _Nudges.next_spool_check = now + _SPOOL_CHECK_INTERVAL
         if spool.pending():
             from tickets.tasks import drain_spool
 
-            _enqueue(drain_spool)
+            _enqueue(drain_spool, expires=3600)
 
 
 def _nudge_parser() -> None:
@@ -156,10 +165,10 @@ def _nudge_parser() -> None:
     _enqueue(parse_backlog, countdown=countdown)
 
 
-def _enqueue(task: Any, **options: Any) -> None:
+def _enqueue(task: Any, *, expires: float = 60, **options: Any) -> None:
     """Best effort: the ticket is already durable, and beat sweeps what a lost nudge misses."""
     try:
-        task.apply_async(retry=False, expires=60, **options)
+        task.apply_async(retry=False, expires=expires, **options)
     except Exception:
         logger.warning("could not enqueue %s", task.name, exc_info=True)
 

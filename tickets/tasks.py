@@ -3,6 +3,7 @@ a redelivered or doubled run finds the work done (claimed tickets are parsed onc
 tickets stored once)."""
 
 from celery import shared_task
+from django.db import DatabaseError
 
 from tickets.services import spool_drain, tickets_parse_backlog
 
@@ -15,6 +16,14 @@ def parse_backlog() -> int:
     return run.parsed
 
 
-@shared_task(ignore_result=True)
+@shared_task(
+    ignore_result=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=40,
+)
 def drain_spool() -> int | None:
+    """Retried while PostgreSQL is still coming back: the drain is what empties the spool
+    between beat's sweeps."""
     return spool_drain()
