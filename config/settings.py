@@ -206,6 +206,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
+TICKETS_SWEEP_SECONDS = _positive("TICKETS_SWEEP_SECONDS", 60)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "open-hourly-sale": {
         "task": "sales.tasks.open_hourly_sale",
@@ -214,15 +215,16 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     },
     # Tickets left `received` (a lost nudge, a crashed worker) and tickets left in the spool
     # (PostgreSQL came back with no ticket arriving) wait a minute at most.
+    # Sweeps that pick up what a lost nudge left behind: a sweep that finds nothing is cheap.
     "tickets-parse-backlog": {
         "task": "tickets.tasks.parse_backlog",
-        "schedule": crontab(),
-        "options": {"expires": 50},
+        "schedule": TICKETS_SWEEP_SECONDS,
+        "options": {"expires": TICKETS_SWEEP_SECONDS},
     },
     "tickets-drain-spool": {
         "task": "tickets.tasks.drain_spool",
-        "schedule": crontab(),
-        "options": {"expires": 50},
+        "schedule": TICKETS_SWEEP_SECONDS,
+        "options": {"expires": TICKETS_SWEEP_SECONDS},
     },
 }
 

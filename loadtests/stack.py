@@ -234,6 +234,15 @@ class Stack:
 
         wait_for(consuming, f"celery worker {name}", seconds=60)
 
+    def start_beat(self) -> None:
+        self.spawn(
+            "beat",
+            [
+                str(BIN / "celery"), "-A", "config", "beat", "--loglevel=INFO",
+                "--schedule", str(self.workdir / "beat-schedule"),
+            ],
+        )  # fmt: skip
+
     def manage(self, *args: str) -> str:
         result = subprocess.run(
             [PYTHON, "manage.py", *args],

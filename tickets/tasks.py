@@ -3,6 +3,7 @@ a redelivered or doubled run finds the work done (claimed tickets are parsed onc
 tickets stored once)."""
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.db import DatabaseError
 
 from tickets.services import spool_drain, tickets_parse_backlog
@@ -27,3 +28,10 @@ def drain_spool() -> int | None:
     """Retried while PostgreSQL is still coming back: the drain is what empties the spool
     between beat's sweeps."""
     return spool_drain()
+
+
+@worker_ready.connect
+def resume_after_restart(**kwargs: object) -> None:
+    """A worker that starts picks up what a killed one left: unparsed tickets and the spool."""
+    parse_backlog.apply_async(expires=60)
+    drain_spool.apply_async(expires=3600)

@@ -40,8 +40,8 @@ def assert_sold_out_within_the_rules(stack: Stack, sale: dict, result: dict) -> 
     return report
 
 
-def test_redis_killed_mid_rush_then_restarted(tmp_path):
-    with Stack("faults_redis") as stack:
+def test_redis_killed_mid_rush_then_restarted():
+    with Stack("faults_redis", own_postgres=True) as stack:
         sale, item_ids, url = open_sale(stack)
 
         def kill_then_restart() -> None:
@@ -68,7 +68,7 @@ def test_redis_killed_mid_rush_then_restarted(tmp_path):
 
 
 def test_a_web_worker_killed_mid_rush_leaves_no_half_done_purchase():
-    with Stack("faults_web") as stack:
+    with Stack("faults_web", own_postgres=True) as stack:
         sale, item_ids, url = open_sale(stack)
         master = next(p for name, p in stack.processes.items() if name.startswith("web"))
 

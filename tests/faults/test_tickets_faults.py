@@ -1,0 +1,89 @@
+"""Faults during ticket bursts, over real gunicorn and Celery processes, with a PostgreSQL
+cluster and a redis-server (cache and broker) of the test's own."""
+
+import asyncio
+import signal
+import time
+
+import pytest
+
+from loadtests.stack import Stack
+from loadtests.tickets_burst import generated_tickets, post_all, spool_files, wait_until_settled
+
+pytestmark = pytest.mark.faults
+
+
+def stored_ids(stack: Stack) -> list[str]:
+    return [str(row[0]) for row in stack.query("SELECT id FROM tickets_ticket")]
+
+
+def assert_each_parsed_once(stack: Stack, acknowledged: dict) -> None:
+    settled = wait_until_settled(stack, len(acknowledged), timeout=120)
+    assert settled["settled"], settled
+    ids = stored_ids(stack)
+    assert sorted(ids) == sorted(acknowledged), "every acknowledged ticket stored, once"
+    ((orders, parsed),) = stack.query(
+        "SELECT (SELECT count(*) FROM tickets_order),"
+        " (SELECT count(*) FROM tickets_ticket WHERE status = 'parsed')"
+    )
+    assert orders == parsed, "each parsed ticket counted once"
+    assert spool_files(stack) == 0
+
+
+def burst(url: str, count: int, seed: int, during=None) -> dict:
+    bodies = generated_tickets(count, seed=seed)
+    result = asyncio.run(post_all(url, bodies, 16, during=during))
+    assert set(result["statuses"]) == {202}, result["statuses"]
+    return result["acknowledged"]
+
+
+def test_postgresql_stopped_mid_burst():
+    with Stack("faults_pg", own_postgres=True) as stack:
+        url = stack.start_web(workers=2)
+        stack.start_worker()
+        assert stack.cluster is not None
+        spooled_while_down: list[int] = []
+
+        async def outage() -> None:
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(stack.cluster.stop, "immediate")
+            await asyncio.sleep(3)
+            spooled_while_down.append(spool_files(stack))
+            await asyncio.to_thread(stack.cluster.start)
+
+        acknowledged = burst(url, 1500, seed=11, during=outage)
+        assert spooled_while_down[0] > 0, "the outage was covered by the spool"
+        assert_each_parsed_once(stack, acknowledged)
+
+
+def test_a_worker_killed_while_parsing():
+    with Stack("faults_worker", own_postgres=True) as stack:
+        url = stack.start_web(workers=2)
+        acknowledged = burst(url, 3000, seed=12)  # no worker yet: a backlog
+        stack.start_worker()
+        deadline = time.monotonic() + 60
+        while not stack.query("SELECT 1 FROM tickets_ticket WHERE status <> 'received' LIMIT 1"):
+            assert time.monotonic() < deadline, "the worker never started parsing"
+            time.sleep(0.05)
+        stack.stop("worker", signal.SIGKILL)
+        ((left,),) = stack.query("SELECT count(*) FROM tickets_ticket WHERE status = 'received'")
+        assert left > 0, "the worker was killed with work left"
+        stack.start_worker("worker-2")
+        assert_each_parsed_once(stack, acknowledged)
+
+
+def test_broker_down_tickets_are_acknowledged_then_parsed():
+    with Stack(
+        "faults_broker", own_postgres=True, extra_env={"TICKETS_SWEEP_SECONDS": "2"}
+    ) as stack:
+        url = stack.start_web(workers=2)
+        stack.start_worker()
+        stack.start_beat()
+        stack.stop("redis", signal.SIGKILL)  # the broker (and the cache) is gone
+        acknowledged = burst(url, 500, seed=13)
+        ((received,),) = stack.query(
+            "SELECT count(*) FROM tickets_ticket WHERE status = 'received'"
+        )
+        assert received == 500, "acknowledged and stored, waiting for the broker"
+        stack.start_redis()
+        assert_each_parsed_once(stack, acknowledged)
