@@ -1,0 +1,480 @@
+"""Locust scenarios: flash-sale buyers, tills sending receipts, and both mixed.
+
+    locust -f loadtests/locustfile.py --host http://127.0.0.1:8000              # both, 4:1
+    locust -f loadtests/locustfile.py --host http://127.0.0.1:8000 FlashSaleBuyer
+    locust -f loadtests/locustfile.py --host http://127.0.0.1:8000 --class-picker
+
+Business outcomes (sold, limit reached, item taken, ...) are reported as requests of type
+"business" next to the HTTP rows, so they land in the same UI table and CSV files. Refusals the
+spec promises (409, 410, 429) are successes for locust; anything else is a failure and is
+appended, with the request that caused it, to `LOCUST_ERROR_LOG` (one JSON object a line).
+With `LOCUST_SUMMARY` set, the counters below are also written there as JSON when the run
+stops (single-process runs; `make loadtest` reads it).
+
+Tags select behaviours inside a class (`--exclude-tags stale-code`); pick classes by name or
+with the class picker, since a class left without tasks by `--tags` cannot start.
+"""
+
+import csv
+import io
+import itertools
+import json
+import os
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from locust import HttpUser, between, events, tag, task
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ITEMS_PAGE_SIZE = int(os.environ.get("LOCUST_ITEMS_PAGE_SIZE", "200"))
+MALFORMED_RATE = float(os.environ.get("LOCUST_MALFORMED_RATE", "0.05"))
+
+# Counted in this process, for the end-of-run summary; the UI shows the same numbers as the
+# "business" rows.
+OUTCOMES: Counter[str] = Counter()
+SALES_SEEN: set[int] = set()
+PURCHASED: set[str] = set()
+
+
+def business(user: HttpUser, name: str, response_time: float = 0.0) -> None:
+    OUTCOMES[name] += 1
+    user.environment.events.request.fire(
+        request_type="business",
+        name=name,
+        response_time=response_time,
+        response_length=0,
+        exception=None,
+        context={},
+    )
+
+
+# -- the error log --------------------------------------------------------------------------
+
+
+class ErrorLog:
+    """Appends every unexpected response, with its request, as one JSON line."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._file: io.TextIOWrapper | None = None
+
+    def path(self) -> Path:
+        return Path(os.environ.get("LOCUST_ERROR_LOG", RESULTS / "errors.log"))
+
+    def write(self, response: Any, reason: str) -> None:
+        request = response.request  # None when the connection failed before an answer
+        meta = getattr(response, "request_meta", None) or {}
+        error = getattr(response, "error", None) or meta.get("exception")
+        record = {
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "reason": reason,
+            "request": {
+                "method": getattr(request, "method", None) or meta.get("request_type"),
+                "url": getattr(request, "url", None) or meta.get("url"),
+                "body": _text(getattr(request, "body", None) or b""),
+            },
+            "status": response.status_code,
+            "response": _text(response.content or b""),
+            "error": repr(error) if error else None,
+        }
+        with self._lock:
+            if self._file is None:
+                self.path().parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path(), "a", encoding="utf-8")  # noqa: SIM115 (kept open)
+            self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._file.flush()
+
+
+def _text(data: bytes | str, limit: int = 2000) -> str:
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    return text[:limit]
+
+
+ERRORS = ErrorLog()
+
+
+def error_code(response: Any) -> str:
+    """The platform's machine code of an error answer, or "" when the body has none."""
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
+def unexpected(response: Any, reason: str) -> None:
+    response.failure(f"{reason}: {response.status_code} {error_code(response)}".strip())
+    ERRORS.write(response, reason)
+
+
+def elapsed_ms(response: Any) -> float:
+    return response.request_meta["response_time"] if response.request_meta else 0.0
+
+
+# -- tickets ------------------------------------------------------------------------------
+
+_DISHES = [
+    "Café",
+    "Café allongé",
+    "Cappuccino",
+    "Thé vert",
+    "Chocolat chaud",
+    "Jus d'orange pressé",
+    "Eau minérale 50cl",
+    "Limonade artisanale",
+    "Croissant",
+    "Pain au chocolat",
+    "Baguette tradition",
+    "Pain aux céréales",
+    "Quiche lorraine",
+    "Salade César",
+    "Sandwich jambon-beurre",
+    "Panini tomate, mozzarella",
+    "Croque-monsieur",
+    "Soupe du jour",
+    "Formule(s) midi",
+    "Plat du jour",
+    "Tarte aux pommes",
+    "Éclair au café",
+    "Cookie pépites de chocolat",
+    "Muffin myrtille",
+    "Yaourt nature",
+    "Fromage blanc, coulis",
+]
+_SIZES = ["", " (petit)", " (grand)", " x2", " à emporter"]
+_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_MALFORMATIONS = (
+    "missing_total",
+    "unreadable_price",
+    "missing_product_id",
+    "no_products",
+    "not_utf8",
+    "negative_vat",
+)
+
+
+@dataclass(frozen=True)
+class Product:
+    product_id: str
+    name: str
+    price: Decimal
+
+
+@dataclass(frozen=True)
+class GeneratedTicket:
+    body: bytes
+    malformed: str | None  # which malformation, None for a well-formed ticket
+
+
+def product_catalogue(rng: random.Random) -> list[Product]:
+    """A shop's products: stable short ids and names, prices in cents."""
+    ids: set[str] = set()
+    products = []
+    for dish, size in itertools.product(_DISHES, _SIZES):
+        product_id = "".join(rng.choices(_ID_CHARS, k=4))
+        while product_id in ids:
+            product_id = "".join(rng.choices(_ID_CHARS, k=4))
+        ids.add(product_id)
+        cents = rng.randint(80, 2500)
+        products.append(Product(product_id, dish + size, Decimal(cents) / 100))
+    return products
+
+
+class TicketFactory:
+    """Till tickets in the webhook's format; `malformed_rate` of them are rejected by design.
+
+    Order numbers never repeat within a factory, so no two tickets are duplicates.
+    """
+
+    def __init__(self, seed: int | None = None, malformed_rate: float = MALFORMED_RATE) -> None:
+        self.rng = random.Random(seed)
+        self.malformed_rate = malformed_rate
+        self.products = product_catalogue(self.rng)
+        self.till = self.rng.randint(1, 40)
+        self.orders = itertools.count(self.rng.randrange(10**8, 9 * 10**8, 10**4))
+
+    def make(self) -> GeneratedTicket:
+        rng = self.rng
+        lines = rng.sample(self.products, k=min(len(self.products), rng.randint(1, 8)))
+        # Prices drift a little between tickets so the catalogue records price changes.
+        prices = [
+            p.price if rng.random() < 0.9 else p.price + Decimal(rng.randint(-20, 40)) / 100
+            for p in lines
+        ]
+        prices = [max(price, Decimal("0.10")) for price in prices]
+        total = sum(prices, Decimal("0"))
+        if rng.random() < 0.02:  # a till that rounds badly: kept, flagged as an anomaly
+            total += Decimal("0.01")
+        vat = (total / 6).quantize(Decimal("0.01"))  # 20 % VAT included in the total
+        malformed = rng.choice(_MALFORMATIONS) if rng.random() < self.malformed_rate else None
+
+        header = [f"Order: {next(self.orders)}", f"VAT: {vat}", f"Total: {total}"]
+        if rng.random() < 0.3:
+            header.append(f"Till: {self.till}")
+        if malformed == "missing_total":
+            header = [h for h in header if not h.startswith("Total:")]
+        if malformed == "negative_vat":
+            header[1] = f"VAT: -{vat}"
+
+        table = io.StringIO()
+        writer = csv.writer(table, lineterminator="\n")
+        writer.writerow(["product", "product_id", "price"])
+        if malformed != "no_products":
+            for index, (product, price) in enumerate(zip(lines, prices, strict=True)):
+                text = _price_text(price, rng)
+                product_id = product.product_id
+                if index == 0 and malformed == "unreadable_price":
+                    text = rng.choice(["1O.50", "12.5.0", "€3", "n/a"])
+                if index == 0 and malformed == "missing_product_id":
+                    product_id = ""
+                writer.writerow([product.name, product_id, text])
+
+        text = "\n".join(header) + "\n\n" + table.getvalue()
+        newline = "\r\n" if rng.random() < 0.1 else "\n"
+        text = text.replace("\n", newline)
+        # A till with a Latin-1 code page: "é" as one byte, which is not UTF-8.
+        body = text.encode("latin-1" if malformed == "not_utf8" else "utf-8", "replace")
+        if malformed == "not_utf8" and body.isascii():
+            body += "Merci, à bientôt\n".encode("latin-1")
+        return GeneratedTicket(body, malformed)
+
+
+def _price_text(price: Decimal, rng: random.Random) -> str:
+    """Tills write whole prices without decimals ("2") and others with two ("14.90")."""
+    if price == price.to_integral_value() and rng.random() < 0.5:
+        return str(int(price))
+    return f"{price:.2f}"
+
+
+# -- the users ----------------------------------------------------------------------------
+
+
+class FlashSaleBuyer(HttpUser):
+    """A buyer in the rush: browses available items, checks out, buys or abandons, refreshes,
+    comes back to old tabs, and keeps trying after reaching the limit before giving up."""
+
+    weight = 4
+    wait_time = between(0.2, 1.5)
+    run_id = uuid.uuid4().hex[:6]  # user ids stay unique across runs on the same sale
+    numbers = itertools.count(1)
+
+    def on_start(self) -> None:
+        self.rng = random.Random()
+        self.items: list[int] = []
+        self.abandoned: list[tuple[str, float]] = []
+        self.new_identity()
+        self.browse()
+
+    def new_identity(self) -> None:
+        """A buyer who has given up leaves; a new one arrives in the same slot."""
+        self.user_id = f"locust-{self.run_id}-{next(self.numbers)}"
+        self.refusals_at_limit = 0
+        self.abandoned.clear()
+
+    def browse(self) -> None:
+        with self.client.get("/sales/current", catch_response=True) as response:
+            if response.status_code != 200:
+                unexpected(response, "no current sale")
+                return
+            sale = response.json()
+        SALES_SEEN.add(sale["id"])
+        pages = max(1, -(-sale["available"] // ITEMS_PAGE_SIZE))
+        # Buyers crowd the first pages, as they do the top of a shop window.
+        page = min(pages, 1 + int(self.rng.expovariate(1.0)))
+        url = f"/sales/{sale['id']}/items?status=available&page_size={ITEMS_PAGE_SIZE}"
+        with self.client.get(
+            f"{url}&page={page}", name="/sales/[id]/items", catch_response=True
+        ) as response:
+            if response.status_code == 404 and page > 1:
+                response.success()  # the page emptied since we counted: the first one will do
+                self.items = []
+                return
+            if response.status_code != 200:
+                unexpected(response, "items list")
+                return
+            self.items = [row["id"] for row in response.json()["results"]]
+        if not self.items:
+            business(self, "sold out seen")
+
+    @tag("checkout")
+    @task(10)
+    def checkout(self) -> None:
+        if len(self.items) < 3:
+            self.browse()
+        if not self.items:
+            return
+        item_id = self.rng.choice(self.items)
+        hold = self.try_checkout(item_id)
+        if hold is None:
+            return
+        choice = self.rng.random()
+        if choice < 0.15:
+            # Back button, then checkout again: the same hold, answered 200 with the same code.
+            again = self.try_checkout(item_id, expect_code=hold)
+            if again is None:
+                return
+        if choice < 0.8:
+            self.purchase(hold, item_id)
+        else:
+            self.abandoned.append((hold, time.monotonic()))
+            self.forget(item_id)
+            business(self, "abandoned")
+
+    @tag("stale-code")
+    @task(1)
+    def old_tab(self) -> None:
+        """Pay with the code of a checkout abandoned a while ago (expired by then, or not)."""
+        if self.abandoned:
+            code, _ = self.abandoned.pop(0)
+            self.purchase(code, None)
+
+    def try_checkout(self, item_id: int, expect_code: str | None = None) -> str | None:
+        """The hold's code, or None after a refusal."""
+        with self.client.post(
+            f"/checkout?user_id={self.user_id}&id={item_id}", name="/checkout", catch_response=True
+        ) as response:
+            status, code = response.status_code, error_code(response)
+            if status in (200, 201):
+                body = response.json()
+                SALES_SEEN.add(body["sale_id"])
+                if expect_code is not None and (status != 200 or body["code"] != expect_code):
+                    unexpected(response, "checking out a held item again changed the hold")
+                    return None
+                name = "held" if status == 201 else "held again"
+                business(self, name, elapsed_ms(response))
+                return str(body["code"])
+            if status == 409 and code in ("item_reserved", "item_sold"):
+                response.success()
+                self.forget(item_id)
+                name = "item reserved" if code == "item_reserved" else "item taken"
+                business(self, name, elapsed_ms(response))
+            elif status == 409 and code == "user_limit_reached":
+                response.success()
+                business(self, "limit reached", elapsed_ms(response))
+                self.refusals_at_limit += 1
+                if self.refusals_at_limit >= 3:
+                    self.new_identity()
+            elif status == 429:
+                response.success()
+                business(self, "rate limited", elapsed_ms(response))
+            else:
+                unexpected(response, "checkout")
+        return None
+
+    def purchase(self, code: str, item_id: int | None) -> None:
+        with self.client.post(
+            f"/purchase?code={code}", name="/purchase", catch_response=True
+        ) as response:
+            status, error = response.status_code, error_code(response)
+            if status == 200:
+                # A repeat of a purchase that succeeded answers 200 too: count each sale once.
+                name = "sold again (idempotent)" if code in PURCHASED else "sold"
+                PURCHASED.add(code)
+                business(self, name, elapsed_ms(response))
+            elif status == 410 and error == "code_expired":
+                response.success()
+                business(self, "expired", elapsed_ms(response))
+            elif status == 409 and error in ("item_sold", "user_limit_reached"):
+                response.success()
+                name = "item taken" if error == "item_sold" else "limit reached"
+                business(self, name, elapsed_ms(response))
+            elif status == 429:
+                response.success()
+                business(self, "rate limited", elapsed_ms(response))
+            else:
+                unexpected(response, "purchase")
+                return
+        self.forget(item_id)
+
+    def forget(self, item_id: int | None) -> None:
+        """Drop an item that is no longer ours to try."""
+        if item_id in self.items:
+            self.items.remove(item_id)
+
+
+class Till(HttpUser):
+    """A shop till: sends receipts in bursts (opening, lunch rush, a flushed backlog)."""
+
+    weight = 1
+    wait_time = between(1, 5)
+
+    def on_start(self) -> None:
+        self.tickets = TicketFactory()
+
+    @tag("tickets")
+    @task
+    def burst(self) -> None:
+        # Mostly a handful of tickets, now and then a till flushing a hundred or more.
+        size = min(200, int(self.tickets.rng.paretovariate(1.5) * 5))
+        for _ in range(size):
+            self.send(self.tickets.make())
+
+    def send(self, ticket: GeneratedTicket) -> None:
+        with self.client.post(
+            "/ticket",
+            data=ticket.body,
+            headers={"Content-Type": "text/plain; charset=utf-8"},
+            catch_response=True,
+        ) as response:
+            if response.status_code == 202:
+                business(self, "ticket accepted", elapsed_ms(response))
+                if ticket.malformed:
+                    OUTCOMES["ticket accepted, malformed"] += 1
+            else:
+                unexpected(response, "ticket")
+
+
+# -- end of run -----------------------------------------------------------------------------
+
+
+@events.test_stop.add_listener
+def summarise(environment: Any, **_: Any) -> None:
+    summary: dict[str, Any] = {
+        "requests": [
+            {
+                "type": entry.method,
+                "name": entry.name,
+                "requests": entry.num_requests,
+                "failures": entry.num_failures,
+                "rps": round(entry.total_rps, 1),
+                **{
+                    f"p{round(q * 100)}": entry.get_response_time_percentile(q)
+                    for q in (0.5, 0.95, 0.99)
+                },
+            }
+            for entry in sorted(environment.stats.entries.values(), key=lambda e: e.method or "")
+        ],
+        "failures": [
+            {"name": e.name, "error": str(e.error), "occurrences": e.occurrences}
+            for e in environment.stats.errors.values()
+        ],
+        "outcomes": dict(sorted(OUTCOMES.items())),
+        "sales_seen": sorted(SALES_SEEN),
+        "tickets_by_status": ticket_counts(environment.host),
+    }
+    print("business outcomes:", json.dumps(summary["outcomes"], indent=2))
+    if path := os.environ.get("LOCUST_SUMMARY"):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(summary, indent=2))
+
+
+def ticket_counts(host: str | None) -> dict[str, int | None]:
+    """Tickets per status from `GET /tickets?status=`; None where the list gives no `count`."""
+    import requests
+
+    if not host:
+        return {}
+    counts: dict[str, int | None] = {}
+    for status in ("received", "parsed", "rejected", "duplicate"):
+        try:
+            page = requests.get(f"{host}/tickets", params={"status": status}, timeout=10).json()
+            counts[status] = page.get("count")
+        except (requests.RequestException, ValueError, AttributeError):
+            counts[status] = None
+    return counts
