@@ -73,6 +73,20 @@ fuzz: install  ## schemathesis against the OpenAPI schema of a throw-away stack:
 audit: install  ## known vulnerabilities in the pinned runtime dependencies (needs the PyPI advisory service)
 	$(BIN)/pip-audit --requirement requirements.txt --progress-spinner off
 
+.PHONY: locust loadtest bench
+
+locust: install  ## locust web UI on 127.0.0.1:8089 against LOCUST_HOST (default http://127.0.0.1:8000)
+	$(BIN)/locust -f loadtests/locustfile.py --host $${LOCUST_HOST:-http://127.0.0.1:8000} \
+		--web-host 127.0.0.1 --web-port 8089 --class-picker $(LOCUST_ARGS)
+
+loadtest: install  ## headless locust on its own stack (LOADTEST_USERS, _SPAWN_RATE, _DURATION), then the invariants
+	$(BIN)/python loadtests/loadtest.py
+
+bench: install  ## wrk at 64 and 256 connections on its own stack, sale opening, backlog parse rate
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y wrk; }
+	$(BIN)/python loadtests/bench.py
+
 up:  ## the full stack in Docker (PostgreSQL, Redis, web, worker, beat, locust)
 	docker compose up --build
 
