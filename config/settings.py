@@ -236,6 +236,7 @@ APP_USER_LIMIT = _positive("APP_USER_LIMIT", 10)
 CHECKOUT_TTL_SECONDS = _positive("CHECKOUT_TTL_SECONDS", 120)
 TICKET_MAX_BYTES = _positive("TICKET_MAX_BYTES", 1024 * 1024)
 TICKET_WEBHOOK_SECRET = env.str("TICKET_WEBHOOK_SECRET", "")
+TICKET_SIGNATURE_TOLERANCE_SECONDS = _positive("TICKET_SIGNATURE_TOLERANCE_SECONDS", 300)
 TICKET_SPOOL_DIR = Path(env.str("TICKET_SPOOL_DIR", str(BASE_DIR / "var" / "spool")))
 
 # Rate limits on checkout and purchase, per buyer (user_id; for a purchase, its code) and per

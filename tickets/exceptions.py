@@ -22,7 +22,12 @@ class InvalidIdempotencyKey(DomainError):
 class BadSignature(DomainError):
     status_code = status.HTTP_401_UNAUTHORIZED
     code = "bad_signature"
-    message = "X-Signature is missing or does not match the body."
+    message = "X-Signature or X-Signature-Timestamp is missing, or they do not match the body."
+
+
+class StaleSignature(BadSignature):
+    code = "stale_signature"
+    message = "X-Signature-Timestamp is outside the accepted window; sign the request anew."
 
 
 class TicketNotFound(DomainError):

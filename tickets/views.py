@@ -74,8 +74,15 @@ class TicketIngestView(APIView):
                 "X-Signature",
                 str,
                 OpenApiParameter.HEADER,
-                description="`sha256=<hex HMAC-SHA256 of the body>`; required when the "
-                "webhook has a shared secret.",
+                description="`sha256=<hex HMAC-SHA256 of the timestamp, a dot, then the body>`; "
+                "required when the webhook has a shared secret.",
+            ),
+            OpenApiParameter(
+                "X-Signature-Timestamp",
+                {"type": "string", "pattern": "^[0-9]{1,12}$"},
+                OpenApiParameter.HEADER,
+                description="Unix seconds when the request was signed; required with "
+                "X-Signature, and refused when too far from the server's clock.",
             ),
         ],
         responses={
@@ -99,6 +106,8 @@ class TicketIngestView(APIView):
                 secret=settings.TICKET_WEBHOOK_SECRET,
                 body=body,
                 header=request.headers.get("X-Signature"),
+                timestamp=request.headers.get("X-Signature-Timestamp"),
+                tolerance=settings.TICKET_SIGNATURE_TOLERANCE_SECONDS,
             )
         key = request.headers.get("Idempotency-Key")
         if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):

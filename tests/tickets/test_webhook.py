@@ -1,5 +1,6 @@
 import hashlib
 import io
+import time
 import uuid
 
 import pytest
@@ -94,14 +95,40 @@ def test_only_post_is_allowed(api):
 @pytest.mark.smoke
 def test_with_a_secret_the_signature_is_required_and_checked(api, settings):
     settings.TICKET_WEBHOOK_SECRET = "s3cret"
-    good = signature_for(secret="s3cret", body=SAMPLE)
-    wrong = signature_for(secret="other", body=SAMPLE)
-    for headers in ({}, {"X-Signature": wrong}, {"X-Signature": good[:-1]}):
+    now = str(int(time.time()))
+    good = signature_for(secret="s3cret", body=SAMPLE, timestamp=now)
+    wrong = signature_for(secret="other", body=SAMPLE, timestamp=now)
+    other_time = signature_for(secret="s3cret", body=SAMPLE, timestamp=str(int(now) - 1))
+    for headers in (
+        {},
+        {"X-Signature": good},
+        {"X-Signature": wrong, "X-Signature-Timestamp": now},
+        {"X-Signature": good[:-1], "X-Signature-Timestamp": now},
+        {"X-Signature": other_time, "X-Signature-Timestamp": now},
+        {"X-Signature": good, "X-Signature-Timestamp": "soon"},
+    ):
         response = post(api, SAMPLE, **headers)
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "bad_signature"
     assert not Ticket.objects.exists()
-    assert post(api, SAMPLE, **{"X-Signature": good}).status_code == 202
+    signed = {"X-Signature": good, "X-Signature-Timestamp": now}
+    assert post(api, SAMPLE, **signed).status_code == 202
+
+
+@pytest.mark.smoke
+def test_a_captured_signed_request_cannot_be_replayed_later(api, settings):
+    settings.TICKET_WEBHOOK_SECRET = "s3cret"
+    settings.TICKET_SIGNATURE_TOLERANCE_SECONDS = 300
+    for age in (301, -301):
+        then = str(int(time.time()) - age)
+        signed = {
+            "X-Signature": signature_for(secret="s3cret", body=SAMPLE, timestamp=then),
+            "X-Signature-Timestamp": then,
+        }
+        response = post(api, SAMPLE, **signed)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "stale_signature"
+    assert not Ticket.objects.exists()
 
 
 def test_without_a_secret_no_signature_is_needed(api, settings):
