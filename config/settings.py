@@ -79,13 +79,13 @@ def _database() -> dict[str, Any]:
     db["ENGINE"] = "django_prometheus.db.backends.postgresql"
     options = db.setdefault("OPTIONS", {})
     options["pool"] = {"min_size": 1, "max_size": _positive("DB_POOL_SIZE", 8), "timeout": 10}
+    db["CONN_MAX_AGE"] = 0  # the pool owns connection lifetime
     # Parameters bound by the server, and statements prepared after a few runs: PostgreSQL
     # parses the hot queries once per connection. Behind PgBouncer in transaction mode a
     # connection is not ours between transactions, so DB_PGBOUNCER turns preparing off.
     options["server_side_binding"] = True
     if _read("DB_PGBOUNCER", bool, False):
         options["prepare_threshold"] = None
-    db["CONN_MAX_AGE"] = 0  # the pool owns connection lifetime
     return db
 
 
@@ -267,6 +267,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "config.pagination.Pagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "config.errors.exception_handler",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "config.negotiation.Negotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     "NUM_PROXIES": _read("TRUSTED_PROXY_COUNT", int, None),

@@ -223,19 +223,43 @@ def _db_decide(item: ItemInfo, user_id: str, now: datetime, purchased: int) -> D
     return Decision(Outcome.HELD, new_code(), now + timedelta(seconds=item.ttl_seconds))
 
 
+_ATTEMPT_COLUMNS = (
+    "sale_id",
+    "item_id",
+    "user_id",
+    "requested_id",
+    "outcome",
+    "code",
+    "expires_at",
+    "via_redis",
+    "created_at",
+)
+# The hottest statement of the service, written out: the ORM's create() costs several times
+# the database's own work for it.
+_INSERT_ATTEMPT = (
+    f"INSERT INTO {CheckoutAttempt._meta.db_table} ({', '.join(_ATTEMPT_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join(['%s'] * len(_ATTEMPT_COLUMNS))}) RETURNING id"
+)
+
+
 def _record(
     item: ItemInfo, user_id: str, decision: Decision, *, via_redis: bool
 ) -> CheckoutAttempt:
-    return CheckoutAttempt.objects.create(
-        sale_id=item.sale_id,
-        item_id=item.id,
-        user_id=user_id,
-        requested_id=str(item.id),
-        outcome=decision.outcome,
-        code=decision.code,
-        expires_at=decision.expires_at,
-        via_redis=via_redis,
+    values = (
+        item.sale_id,
+        item.id,
+        user_id,
+        str(item.id),
+        decision.outcome,
+        decision.code,
+        decision.expires_at,
+        via_redis,
+        timezone.now(),
     )
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_ATTEMPT, values)
+        (pk,) = cursor.fetchone()
+    return CheckoutAttempt(id=pk, **dict(zip(_ATTEMPT_COLUMNS, values, strict=True)))
 
 
 # --- Redis fast path -------------------------------------------------------------------------
