@@ -94,13 +94,20 @@ class Config:
 # -- servers --------------------------------------------------------------------------------
 
 
-def start_gunicorn(stack: Stack, config: Config) -> str:
-    return stack.start_web(workers=config.web_workers, threads=config.web_threads)
+def server_starter(server: str) -> Callable[[Stack, Config], str]:
+    def start(stack: Stack, config: Config) -> str:
+        return stack.start_web(
+            workers=config.web_workers, threads=config.web_threads, server=server
+        )
+
+    return start
 
 
-# The hook for another server: a function that starts one instance on a spare port of
-# 127.0.0.1 under the stack (so that the stack stops it) and returns its base URL.
-SERVERS: dict[str, Callable[[Stack, Config], str]] = {"gunicorn": start_gunicorn}
+# A function per server that starts one instance on a spare port of 127.0.0.1 under the stack
+# (so that the stack stops it) and returns its base URL.
+SERVERS: dict[str, Callable[[Stack, Config], str]] = {
+    name: server_starter(name) for name in ("gunicorn", "granian")
+}
 
 
 # -- wrk ------------------------------------------------------------------------------------

@@ -170,7 +170,7 @@ class Stack:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGCONT)
-            process.send_signal(sig)
+            os.killpg(process.pid, sig)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -200,21 +200,36 @@ class Stack:
         client = redis.Redis(port=self.redis_port)
         wait_for(client.ping, "redis-server")
 
-    def start_web(self, *, workers: int = 2, threads: int = 4, port: int | None = None) -> str:
+    def start_web(
+        self,
+        *,
+        workers: int = 2,
+        threads: int = 4,
+        port: int | None = None,
+        server: str = "gunicorn",
+    ) -> str:
+        """A web server (`gunicorn`, or `granian` as `make serve-granian` runs it) on a spare
+        port; returns its base URL once it answers."""
         port = port or free_port()
         name = f"web-{port}"
+        command = {
+            "gunicorn": [str(BIN / "gunicorn"), "-c", "config/gunicorn.py", "config.wsgi"],
+            "granian": ["make", "--no-print-directory", "serve-granian"],
+        }[server]
+        metrics = self.workdir / f"metrics-{port}"
+        metrics.mkdir()
         self.spawn(
             name,
-            [str(BIN / "gunicorn"), "-c", "config/gunicorn.py", "config.wsgi"],
+            command,
             env={
                 "APP_PORT": str(port),
                 "WEB_WORKERS": str(workers),
                 "WEB_THREADS": str(threads),
-                "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / f"metrics-{port}"),
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics),
             },
         )
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: urllib.request.urlopen(f"{url}/ping", timeout=1), f"gunicorn on {port}")
+        wait_for(lambda: urllib.request.urlopen(f"{url}/ping", timeout=1), f"{server} on {port}")
         self.ports.append(port)
         return url
 

@@ -5,21 +5,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from config.admin import ReadOnlyAdmin
 from sales.models import CheckoutAttempt, Item, Purchase, Sale
 from sales.selectors import ITEM_STATUSES, item_status, sale_figures
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records of what happened: operators read them, nobody edits them."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Sale)

@@ -23,6 +23,7 @@ Locks are taken in one order everywhere: the (sale, user) pair, then the item.
 
 import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -70,6 +71,7 @@ class _ItemCache:
     def __init__(self) -> None:
         self.items: dict[int, ItemInfo] = {}
         self.sales: list[int] = []
+        self.loading = threading.Lock()  # the first requests of a rush load a sale once
 
     def get(self, item_id: int) -> ItemInfo:
         item = self.items.get(item_id)
@@ -77,7 +79,9 @@ class _ItemCache:
             sale_id = Item.objects.filter(pk=item_id).values_list("sale_id", flat=True).first()
             if sale_id is None:
                 raise ItemNotFound()
-            self.load(sale_id)
+            with self.loading:
+                if item_id not in self.items:
+                    self.load(sale_id)
             item = self.items[item_id]
         return item
 

@@ -3,23 +3,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from config.admin import ReadOnlyAdmin
 from tickets import services
 from tickets.exceptions import TicketNotReprocessable
 from tickets.models import Order, OrderLine, Product, ProductPrice, Ticket
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Tickets arrive through the webhook and the catalogue is built from them: the admin looks
-    and reprocesses, it doesn't edit."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Ticket)
