@@ -153,7 +153,7 @@ def main() -> int:
 
         killer = None
         if args.kill_redis_after is not None:
-            killer = threading.Timer(args.kill_redis_after, stack.stop, args=("redis",))
+            killer = threading.Timer(args.kill_redis_after, stack.redis.kill)
             killer.start()
         result = rush(
             urls,

@@ -34,6 +34,43 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class RedisServer:
+    """A redis-server of the run's own on a spare port, without persistence: killed and
+    started again, it has forgotten everything, as a crashed Redis would."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(redis.Redis(port=self.port).ping, "redis-server")
+
+    def pause(self) -> None:
+        """Stop answering without losing anything, like a stalled server or a network cut."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
 class Cluster:
     """A PostgreSQL cluster of the run's own (initdb into a temporary directory, a spare port),
     which a fault run may stop and start at will."""
@@ -93,8 +130,8 @@ class Stack:
         self.cluster = Cluster(self.workdir) if own_postgres else None
         self.admin_url = self.cluster.admin_url if self.cluster else admin_url
         self.db_url = self.admin_url.rsplit("/", 1)[0] + f"/{name}"
-        self.redis_port = free_port()
-        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.redis = RedisServer()
+        self.redis_url = self.redis.url
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: list[int] = []
         self.env = {
@@ -131,13 +168,14 @@ class Stack:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{self.name}"')
-        self.start_redis()
+        self.redis.start()
         self.manage("migrate", "--no-input", "-v0")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     def __exit__(self, *exc: object) -> None:
         for name in list(self.processes):
             self.stop(name)
+        self.redis.kill()
         if self.cluster:
             self.cluster.stop("immediate")
         else:
@@ -181,24 +219,6 @@ class Stack:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
 
     # -- parts ----------------------------------------------------------------------------
-
-    def start_redis(self) -> None:
-        self.spawn(
-            "redis",
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-        )
-        client = redis.Redis(port=self.redis_port)
-        wait_for(client.ping, "redis-server")
 
     def start_web(
         self,

@@ -1,6 +1,5 @@
 """Faults during a rush, over real gunicorn processes, with a redis-server of the test's own."""
 
-import signal
 import subprocess
 import threading
 import time
@@ -45,9 +44,9 @@ def test_redis_killed_mid_rush_then_restarted():
         sale, item_ids, url = open_sale(stack)
 
         def kill_then_restart() -> None:
-            stack.stop("redis", signal.SIGKILL)
+            stack.redis.kill()
             time.sleep(3)
-            stack.start_redis()
+            stack.redis.start()
 
         fault = after(2, kill_then_restart)
         result = rush([url], item_ids, buyers=60, user_limit=LIMIT, abandon=0.3, deadline=120)

@@ -79,11 +79,11 @@ def test_broker_down_tickets_are_acknowledged_then_parsed():
         url = stack.start_web(workers=2)
         stack.start_worker()
         stack.start_beat()
-        stack.stop("redis", signal.SIGKILL)  # the broker (and the cache) is gone
+        stack.redis.kill()  # the broker (and the cache) is gone
         acknowledged = burst(url, 500, seed=13)
         ((received,),) = stack.query(
             "SELECT count(*) FROM tickets_ticket WHERE status = 'received'"
         )
         assert received == 500, "acknowledged and stored, waiting for the broker"
-        stack.start_redis()
+        stack.redis.start()
         assert_each_parsed_once(stack, acknowledged)
