@@ -252,7 +252,7 @@ API_MAX_BODY_BYTES = _positive("API_MAX_BODY_BYTES", 64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
 # Callables run before each /metrics scrape to refresh gauges derived from the database.
-METRICS_REFRESH = ["sales.metrics.refresh"]
+METRICS_REFRESH = ["sales.metrics.refresh", "tickets.metrics.refresh"]
 
 # API
 REST_FRAMEWORK = {

@@ -1,7 +1,8 @@
 """The tickets app's Prometheus metrics.
 
 Under gunicorn every process writes to `PROMETHEUS_MULTIPROC_DIR` and `/metrics` adds them up; a
-Celery worker's figures appear there when it runs with the same directory.
+Celery worker's figures (parse durations) appear there when it runs with the same directory.
+The backlog and spool depth are also refreshed from the database and the spool on each scrape.
 """
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -10,12 +11,12 @@ tickets = Counter("tickets", "Tickets by the status they reached.", ["status"])
 spooled = Counter("tickets_spooled", "Tickets acknowledged from the local spool.")
 spool_depth = Gauge(
     "tickets_spool_depth",
-    "Tickets waiting in the local spool (as of the last drain).",
+    "Tickets waiting in the local spool.",
     multiprocess_mode="mostrecent",
 )
 backlog = Gauge(
     "tickets_backlog",
-    "Tickets received and not parsed yet (as of the last parse run).",
+    "Tickets received and not parsed yet.",
     multiprocess_mode="mostrecent",
 )
 parse_seconds = Histogram(
@@ -23,3 +24,12 @@ parse_seconds = Histogram(
     "Time to parse a claimed batch and store its orders and catalogue updates.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+
+def refresh() -> None:
+    """Set the backlog and this host's spool depth, for a scrape of /metrics."""
+    from tickets import spool
+    from tickets.models import Ticket
+
+    backlog.set(Ticket.objects.filter(status=Ticket.Status.RECEIVED).count())
+    spool_depth.set(spool.depth())

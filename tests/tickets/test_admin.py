@@ -73,3 +73,13 @@ def test_metrics_count_tickets_by_status(api):
     assert 'tickets_total{status="parsed"}' in text
     assert "tickets_backlog 0.0" in text
     assert "tickets_parse_batch_seconds_count" in text
+
+
+@pytest.mark.smoke
+def test_metrics_show_the_backlog_as_of_the_scrape(api):
+    for n in range(3):
+        services.ticket_ingest(body=SAMPLE + b"x" * n)
+    Ticket.objects.update(status=Ticket.Status.RECEIVED)  # as if no worker had run yet
+    text = api.get("/metrics").content.decode()
+    assert "tickets_backlog 3.0" in text
+    assert "tickets_spool_depth 0.0" in text
