@@ -7,7 +7,7 @@ MANAGE := $(BIN)/python manage.py
 
 # The test suite talks to the real PostgreSQL and Redis of this machine. pytest-django creates its
 # own database (test_<name>) and the suite uses its own Redis db index.
-TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} \
+TEST_ENV := DJANGO_ENV_FILE=/dev/null DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} \
 	REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/9} \
 	CELERY_BROKER_URL=memory:// \
 	DJANGO_SECRET_KEY=test-only DJANGO_ALLOWED_HOSTS=testserver,127.0.0.1,localhost \
@@ -56,7 +56,7 @@ test: install  ## the whole suite on PostgreSQL and Redis, then its smoke part o
 
 test-smoke: install  ## the smoke tests with no variable set: SQLite, no Redis, no broker
 	env -u DATABASE_URL -u DB_HOST -u REDIS_URL -u REDIS_HOST -u CELERY_BROKER_URL \
-		SQLITE_PATH=$$(mktemp -d)/smoke.sqlite3 $(BIN)/pytest -m smoke -q
+		DJANGO_ENV_FILE=/dev/null SQLITE_PATH=$$(mktemp -d)/smoke.sqlite3 $(BIN)/pytest -m smoke -q
 
 lint: install  ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -6,6 +6,7 @@ the code paths are the same, only the backends differ. A bad value stops start-u
 `ImproperlyConfigured` naming the variable.
 """
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-env.read_env(BASE_DIR / ".env")
+# The test suite points this at /dev/null: a developer's .env must not change what it tests.
+env.read_env(os.environ.get("DJANGO_ENV_FILE", BASE_DIR / ".env"))
 
 
 def _read(name: str, cast: Any, default: Any) -> Any:
