@@ -51,7 +51,9 @@ class BodyLimitMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         declared = request.META.get("CONTENT_LENGTH") or "0"
         limit = settings.API_MAX_BODY_BYTES
-        if request.path not in self.exempt and (not declared.isdigit() or int(declared) > limit):
+        if request.path not in self.exempt and (
+            not (declared.isascii() and declared.isdigit()) or int(declared) > limit
+        ):
             return JsonResponse(
                 error_body("payload_too_large", f"The body must be at most {limit} bytes."),
                 status=413,

@@ -205,16 +205,20 @@ def checkout_refuse(
     *, user_id: str, requested_id: str, outcome: str, item: ItemInfo | None = None
 ) -> CheckoutAttempt:
     """Record a checkout refused before any stock was looked at (bad input, unknown item, sale
-    not started). Bad input is kept as sent, less NUL characters (which PostgreSQL text cannot
-    hold) and cut to the column sizes."""
+    not started). Bad input is kept as sent, cut to the column sizes, less what a text column
+    cannot hold (NUL, lone surrogates)."""
     CHECKOUTS.labels(outcome).inc()
     return CheckoutAttempt.objects.create(
         sale_id=item.sale_id if item else None,
         item_id=item.id if item else None,
-        user_id=user_id.replace("\x00", "")[:64],
-        requested_id=requested_id.replace("\x00", "")[:32],
+        user_id=_storable(user_id)[:64],
+        requested_id=_storable(requested_id)[:32],
         outcome=outcome,
     )
+
+
+def _storable(text: str) -> str:
+    return text.encode("utf-8", "replace").decode().replace("\x00", "")
 
 
 def purchase_complete(*, code: str) -> Sold:

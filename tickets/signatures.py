@@ -37,7 +37,12 @@ def signature_verify(
 ) -> None:
     """Raises BadSignature unless `header` signs `timestamp` and `body` (compared in constant
     time), and StaleSignature when the timestamp is outside the tolerance window."""
-    if header is None or timestamp is None or not timestamp.isdigit() or len(timestamp) > 12:
+    if (
+        header is None
+        or timestamp is None
+        or not (timestamp.isascii() and timestamp.isdigit())
+        or len(timestamp) > 12
+    ):
         raise BadSignature()
     expected = signature_for(secret=secret, body=body, timestamp=timestamp).encode()
     if not hmac.compare_digest(expected, header.strip().encode()):

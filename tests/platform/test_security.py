@@ -53,6 +53,8 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(api, settings):
     response = api.post("/checkout", "x" * 101, content_type="application/json")
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+    odd_length = api.post("/checkout", "{}", content_type="application/json", CONTENT_LENGTH="²")
+    assert odd_length.status_code == 413
 
 
 def deploy_check(**variables: str) -> subprocess.CompletedProcess[str]:

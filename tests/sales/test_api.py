@@ -281,6 +281,7 @@ def test_sale_items_filtered_by_status_and_paginated(api, path, open_sale):
     assert available.json()["next"]
     sold = api.get(f"/sales/{sale.pk}/items?status=sold").json()
     assert [(row["id"], row["status"]) for row in sold["results"]] == [(items[0].pk, "sold")]
-    bad = api.get(f"/sales/{sale.pk}/items?status=lost")
-    assert bad.status_code == 400
-    assert error_code(bad) == "invalid_request"
+    for query in ("status=lost", "page_size=0", "page_size=%C2%B2", "page_size=5000"):
+        bad = api.get(f"/sales/{sale.pk}/items?{query}")
+        assert bad.status_code == 400, query
+        assert error_code(bad) == "invalid_request"
