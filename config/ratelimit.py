@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
@@ -57,12 +57,11 @@ class RateLimit(BaseThrottle):
 
     def allow_request(self, request: Request, view: Any) -> bool:
         now = time.time()
-        limits = [
-            (f"{self.scope}:{ident}", settings.RATE_LIMITS[self.scope])
-            for ident in self.identities(request)
-        ]
-        limits.append((f"address:{self.get_ident(request)}", settings.RATE_LIMITS["address"]))
-        active = [(key, rate) for key, rate in limits if rate is not None]
+        active: list[tuple[str, tuple[int, int]]] = []
+        if rate := settings.RATE_LIMITS[self.scope]:
+            active += [(f"{self.scope}:{ident}", rate) for ident in self.identities(request)]
+        if rate := settings.RATE_LIMITS["address"]:
+            active.append((f"address:{self.get_ident(request)}", rate))
         if not active:
             return True
         windows = {
@@ -80,13 +79,13 @@ class RateLimit(BaseThrottle):
 
 
 def request_value(request: Request, name: str) -> str | None:
-    """A field from the query string, or from the body when it parses (a body that does not
-    parse is the view's business, reported there)."""
-    value = request.query_params.get(name)
+    """A field as the view reads it: from the body when it holds it, else from the query string
+    (a body that does not parse is the view's business, reported there)."""
+    try:
+        data = request.data
+    except APIException:  # unparsable or unsupported: the view reports it
+        data = {}
+    value = data.get(name) if hasattr(data, "get") else None
     if value is None:
-        try:
-            data = request.data
-        except ParseError:
-            return None
-        value = data.get(name) if hasattr(data, "get") else None
+        value = request.query_params.get(name)
     return None if value is None else str(value)[:64]

@@ -272,7 +272,8 @@ REST_FRAMEWORK = {
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "config.negotiation.Negotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
-    "NUM_PROXIES": _read("TRUSTED_PROXY_COUNT", int, None),
+    # 0: the client address is the connection's; X-Forwarded-For is trusted only when set.
+    "NUM_PROXIES": _read("TRUSTED_PROXY_COUNT", int, 0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Flash sales and till receipts",

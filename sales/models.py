@@ -121,7 +121,9 @@ class Buyer(models.Model):
     """One row per (sale, user): the lock that serialises one user's checkouts and purchases in
     one sale, and the count of their purchases, which the database keeps within the limit."""
 
-    sale = models.ForeignKey(Sale, on_delete=models.CASCADE, related_name="buyers")
+    sale = models.ForeignKey(
+        Sale, on_delete=models.CASCADE, related_name="buyers", db_constraint=False
+    )  # no constraint: its check would share-lock the one sale row (see CheckoutAttempt.sale)
     user_id = models.CharField(max_length=64)
     purchased = models.PositiveSmallIntegerField(default=0)
     user_limit = models.PositiveSmallIntegerField()

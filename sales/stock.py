@@ -38,7 +38,7 @@ from redis import Redis
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
-from sales.exceptions import ItemNotFound, ItemSold, UserLimitReached
+from sales.exceptions import CodeExpired, ItemNotFound, ItemSold, UserLimitReached
 from sales.metrics import REDIS_FALLBACKS
 from sales.models import Buyer, CheckoutAttempt, Item, Outcome, Purchase, Sale
 
@@ -116,27 +116,35 @@ def checkout(*, item: ItemInfo, user_id: str) -> CheckoutAttempt:
     decision = _redis_checkout(item, user_id, now)
     if decision is None:
         return _db_checkout(item, user_id, now)
-    return _record(item, user_id, decision, via_redis=True)
+    try:
+        return _record(item, user_id, decision, via_redis=True)
+    except Exception:
+        if decision.outcome == Outcome.HELD:  # a hold nobody was told of must not block the item
+            _redis_release(item, user_id, decision)
+        raise
 
 
 def purchase(*, attempt: CheckoutAttempt, item: ItemInfo) -> Purchase:
     """Sell the attempt's item to its user, or return the purchase this attempt already made.
 
-    The caller has checked that the code has not expired. Raises `UserLimitReached` or `ItemSold`.
+    Raises `CodeExpired`, `UserLimitReached` or `ItemSold`. Expiry is checked again once the
+    buyer's row is locked: waiting for the lock must not stretch a hold.
     """
     try:
         with transaction.atomic():
             if _lock_buyer(item, attempt.user_id, add=1) is None:
                 raise UserLimitReached()
+            if attempt.expires_at is None or attempt.expires_at <= timezone.now():
+                raise CodeExpired()
             sold = Purchase.objects.create(
                 sale_id=item.sale_id, item_id=item.id, attempt=attempt, user_id=attempt.user_id
             )
-    except (IntegrityError, UserLimitReached) as refusal:
+    except (IntegrityError, UserLimitReached, CodeExpired) as refusal:
         # A retry of a purchase that went through is answered with that purchase.
         done = Purchase.objects.filter(attempt=attempt).first()
         if done is not None:
             return done
-        if isinstance(refusal, UserLimitReached):
+        if not isinstance(refusal, IntegrityError):
             raise
         other = Purchase.objects.filter(item_id=item.id).first()
         if other is not None:
@@ -311,6 +319,16 @@ def item_info(item_id: int) -> ItemInfo:
     return _fast.item_cache.get(item_id)
 
 
+# Same KEYS. ARGV: item, the hold as stored. Removes that hold only, not a newer one.
+_RELEASE_LUA = """
+if redis.call('HGET', KEYS[3], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[4], ARGV[1])
+end
+return 1
+"""
+
+
 class _FastPath:
     """This process's view of Redis: its scripts and a circuit breaker. Losing it loses nothing
     but speed; the sales whose Redis state missed one of this process's writes are rebuilt."""
@@ -401,7 +419,21 @@ def _redis_sold(item: ItemInfo, user_id: str) -> None:
         if client is not None:
             run = _fast.script(client, _SOLD_LUA)
             keys = _keys(item.sale_id, user_id)
-            run(keys=keys, args=[item.id, user_id, KEY_LIFETIME_SECONDS], client=client)
+            if not run(keys=keys, args=[item.id, user_id, KEY_LIFETIME_SECONDS], client=client):
+                # Not ready: a rebuild may have read PostgreSQL before this purchase.
+                _fast.stale.add(item.sale_id)
+    except RedisError:
+        _trip(item.sale_id, "error")
+
+
+def _redis_release(item: ItemInfo, user_id: str, decision: Decision) -> None:
+    assert decision.expires_at is not None
+    hold = f"{user_id} {decision.code} {int(decision.expires_at.timestamp() * 1000)}"
+    try:
+        client = _client(item.sale_id)
+        if client is not None:
+            run = _fast.script(client, _RELEASE_LUA)
+            run(keys=_keys(item.sale_id, user_id), args=[item.id, hold], client=client)
     except RedisError:
         _trip(item.sale_id, "error")
 

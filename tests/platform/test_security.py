@@ -30,6 +30,19 @@ def test_checkout_is_limited_per_user_with_retry_after(api, limits):
 
 
 @pytest.mark.smoke
+def test_the_limit_counts_the_user_id_the_checkout_uses(api, limits):
+    """A body's user_id is the one checked out: rotating the query's must not dodge the limit."""
+    limits(user=(2, 60))
+    statuses = [
+        api.post(
+            f"/checkout?user_id=decoy{n}", {"user_id": "me", "id": 1}, format="json"
+        ).status_code
+        for n in range(3)
+    ]
+    assert statuses == [404, 404, 429]
+
+
+@pytest.mark.smoke
 def test_checkout_and_purchase_are_limited_per_client_address(api, limits):
     limits(address=(2, 60))
     api.post("/checkout?user_id=a&id=1", REMOTE_ADDR="10.9.9.9")

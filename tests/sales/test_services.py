@@ -4,11 +4,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import DatabaseError
 from django.utils import timezone
 from django_redis import get_redis_connection
 
 from sales import stock
-from sales.exceptions import ItemReserved, ItemSold, UserLimitReached
+from sales.exceptions import CodeExpired, ItemReserved, ItemSold, UserLimitReached
 from sales.models import CheckoutAttempt, Item, Outcome, Purchase, Sale
 from sales.services import checkout_create, purchase_complete, sale_open, sale_open_hourly
 from sales.tasks import open_hourly_sale
@@ -162,3 +163,31 @@ def test_writes_missed_during_a_redis_stall_are_repaired(own_redis, open_sale):
         checkout_create(user_id="bob", item_id=b.pk)
     assert CheckoutAttempt.objects.get(user_id="bob").via_redis is True
     assert checkout_create(user_id="bob", item_id=c.pk).attempt.via_redis is True
+
+
+def test_a_redis_hold_whose_attempt_cannot_be_written_is_released(open_sale, monkeypatch):
+    """The hold is made in Redis first; if PostgreSQL then refuses the attempt, the client gets
+    an error and the item must not stay blocked behind a code nobody was given."""
+    item = open_sale(items=1).items.get()
+    record = stock._record
+
+    def database_fails(*args, **kwargs):
+        raise DatabaseError("the insert failed")
+
+    monkeypatch.setattr(stock, "_record", database_fails)
+    with pytest.raises(DatabaseError):
+        checkout_create(user_id="ann", item_id=item.pk)
+    monkeypatch.setattr(stock, "_record", record)
+    held = checkout_create(user_id="bob", item_id=item.pk).attempt
+    assert (held.outcome, held.via_redis) == (Outcome.HELD, True)
+
+
+@pytest.mark.smoke
+def test_a_code_that_expires_while_waiting_for_the_lock_is_refused(open_sale):
+    item = open_sale(items=1).items.get()
+    attempt = checkout_create(user_id="ann", item_id=item.pk).attempt
+    CheckoutAttempt.objects.filter(pk=attempt.pk).update(expires_at=timezone.now())
+    attempt.refresh_from_db()
+    with pytest.raises(CodeExpired):
+        stock.purchase(attempt=attempt, item=stock.item_info(item.pk))
+    assert not Purchase.objects.exists()
