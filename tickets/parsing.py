@@ -28,7 +28,7 @@ MAX_ORDER_LENGTH = 100
 MAX_PRODUCT_ID_LENGTH = 100
 MAX_INTEGER_DIGITS = 10  # the stored amounts have 12 digits, 2 of them after the point
 
-_MONEY = re.compile(r"(-?)(\d+)(?:([.,])(\d+))?")
+_MONEY = re.compile(r"(-?)([0-9]+)(?:([.,])([0-9]+))?")
 _BOM = b"\xef\xbb\xbf"
 
 

@@ -373,17 +373,30 @@ def spool_drain() -> int | None:
 
 
 def _store_spooled(batch: list[spool.SpooledTicket]) -> None:
-    # The ticket id (and the idempotency key) make a second store of a record a no-op.
-    Ticket.objects.bulk_create(
-        [
+    """Store spooled tickets; the ticket id makes a second store of a record a no-op. A ticket
+    whose idempotency key was taken meanwhile (the sender retried once the database was back)
+    is still stored, acknowledged as it was, without the key: never dropped."""
+    keys = {item.idempotency_key for item in batch if item.idempotency_key}
+    taken = dict(
+        Ticket.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", "id")
+    )
+    tickets = []
+    for item in batch:
+        key = item.idempotency_key
+        if key is not None and taken.setdefault(key, item.id) != item.id:
+            logger.warning(
+                "spooled ticket %s repeats the idempotency key of ticket %s; stored without it",
+                item.id,
+                taken[key],
+            )
+            key = None
+        tickets.append(
             Ticket(
                 id=item.id,
                 raw=item.body,
                 sha256=hashlib.sha256(item.body).hexdigest(),
                 received_at=item.received_at,
-                idempotency_key=item.idempotency_key,
+                idempotency_key=key,
             )
-            for item in batch
-        ],
-        ignore_conflicts=True,
-    )
+        )
+    Ticket.objects.bulk_create(tickets, ignore_conflicts=True)

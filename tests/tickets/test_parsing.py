@@ -62,3 +62,11 @@ def test_any_bytes_give_a_result_or_a_located_parse_error(raw):
     else:
         assert result.lines
         assert all(line.price >= 0 and line.product_id for line in result.lines)
+
+
+@pytest.mark.smoke
+def test_money_is_written_in_ascii_digits():
+    ticket = "Order: 1\nVAT: 1.00\nTotal: 14.90\n\nproduct,product_id,price\nTea,T1,١٤.٩٠\n"
+    result = parse_ticket(ticket.encode())
+    assert isinstance(result, ParseError)
+    assert result.line == 6

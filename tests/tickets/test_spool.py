@@ -44,6 +44,20 @@ def test_drain_stores_each_spooled_ticket_once_and_empties_the_spool():
 
 @pytest.mark.smoke
 @pytest.mark.django_db
+def test_a_spooled_ticket_whose_key_was_reused_meanwhile_is_kept_without_the_key():
+    """Spooled while the database was down; the sender retried with the same key once it was
+    back: both were acknowledged, so both are stored, the key staying with the stored one."""
+    spooled = record(ticket_bytes("1", [("a", "A", "1")]), key="till-1-0001")
+    spool.append(spooled)
+    retried = services.ticket_ingest(body=SAMPLE, idempotency_key="till-1-0001")
+    assert services.spool_drain() == 1
+    assert Ticket.objects.get(idempotency_key="till-1-0001").id == retried.id
+    kept = Ticket.objects.get(id=spooled.id)
+    assert (bytes(kept.raw), kept.idempotency_key) == (spooled.body, None)
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db
 def test_a_drainer_that_dies_before_forgetting_the_file_stores_nothing_twice(spool_dir):
     records = [record(key=f"k{n}") for n in range(3)]
     for item in records:
