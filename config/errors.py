@@ -36,6 +36,12 @@ class ServiceUnavailable(DomainError):
     message = "The service cannot take this request right now; retry shortly."
 
 
+class PayloadTooLarge(DomainError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    code = "payload_too_large"
+    message = "The body is larger than this endpoint takes."
+
+
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 

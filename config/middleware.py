@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from config.errors import error_body
+from config.errors import PayloadTooLarge, error_body
 
 logger = logging.getLogger("requests")
 
@@ -39,23 +39,30 @@ class RequestLogMiddleware:
         return response
 
 
-class BodyLimitMiddleware:
-    """Refuse a body larger than API_MAX_BODY_BYTES from its declared length, before anything
-    reads it. The ticket webhook has its own, larger limit, enforced while it reads."""
+def body_within_limit(request: HttpRequest, limit: int | None) -> None:
+    """Raise PayloadTooLarge when the declared length is unreadable or over `limit` (None: no
+    limit here): checked before anything reads the body."""
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if not (declared.isascii() and declared.isdigit()):
+        raise PayloadTooLarge("Content-Length must be a whole number of bytes.")
+    if limit is not None and int(declared) > limit:
+        raise PayloadTooLarge(f"The body must be at most {limit} bytes.")
 
-    exempt = ("/ticket",)
+
+class BodyLimitMiddleware:
+    """Refuse a body larger than API_MAX_BODY_BYTES, or with an unreadable length, before
+    anything reads it. Two views enforce the size themselves: the ticket webhook (a larger one,
+    also while it reads) and checkout (which records the refusal as a checkout attempt)."""
+
+    exempt = ("/ticket", "/checkout")
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        declared = request.META.get("CONTENT_LENGTH") or "0"
-        limit = settings.API_MAX_BODY_BYTES
-        if request.path not in self.exempt and (
-            not (declared.isascii() and declared.isdigit()) or int(declared) > limit
-        ):
-            return JsonResponse(
-                error_body("payload_too_large", f"The body must be at most {limit} bytes."),
-                status=413,
-            )
+        limit = None if request.path in self.exempt else settings.API_MAX_BODY_BYTES
+        try:
+            body_within_limit(request, limit)
+        except PayloadTooLarge as refusal:
+            return JsonResponse(error_body(refusal.code, refusal.message), status=413)
         return self.get_response(request)

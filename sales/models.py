@@ -43,6 +43,7 @@ class Outcome(models.TextChoices):
     HELD = "held"
     EXISTING = "existing"  # the user already held the item: same code returned
     INVALID_REQUEST = "invalid_request"
+    RATE_LIMITED = "rate_limited"
     ITEM_NOT_FOUND = "item_not_found"
     ITEM_SOLD = "item_sold"
     ITEM_RESERVED = "item_reserved"

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions
@@ -10,7 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import ErrorSerializer
+from config.errors import ErrorSerializer, PayloadTooLarge
+from config.middleware import body_within_limit
 from config.ratelimit import RateLimit, request_value
 from sales import selectors, services
 from sales.models import Item, Outcome
@@ -28,7 +30,7 @@ from sales.serializers import (
 )
 from sales.stock import ItemInfo
 
-ERRORS = {status: ErrorSerializer for status in (400, 404, 405, 409, 410, 429)}
+ERRORS = {status: ErrorSerializer for status in (400, 404, 405, 409, 410, 413, 429)}
 
 
 def request_fields(request: Request, aliases: dict[str, str] | None = None) -> dict[str, Any]:
@@ -67,7 +69,13 @@ def item_body(item: ItemInfo) -> dict[str, Any]:
 
 
 class CheckoutView(APIView):
+    """Every checkout attempt is recorded, refusals included. The stock records its own
+    decisions; what is refused before it is asked (bad input, an oversized body, the rate
+    limit) is recorded in `handle_exception`. A request with another method is no checkout."""
+
     throttle_classes = (CheckoutRateLimit,)
+    fields: dict[str, Any] = {}
+    recorded = False
 
     @extend_schema(
         summary="Reserve an item",
@@ -88,18 +96,10 @@ class CheckoutView(APIView):
         responses={201: CheckoutOutput, 200: CheckoutOutput, **ERRORS},
     )
     def post(self, request: Request) -> Response:
-        fields: dict[str, Any] = request.query_params.dict()
-        try:
-            fields = request_fields(request, aliases={"item_id": "id"})
-            form = CheckoutInput(data=fields)
-            form.is_valid(raise_exception=True)
-        except exceptions.APIException:
-            services.checkout_refuse(
-                user_id=str(fields.get("user_id", "")),
-                requested_id=str(fields.get("id", fields.get("item_id", ""))),
-                outcome=Outcome.INVALID_REQUEST,
-            )
-            raise
+        self.fields = request_fields(request, aliases={"item_id": "id"})
+        form = CheckoutInput(data=self.fields)
+        form.is_valid(raise_exception=True)
+        self.recorded = True  # from here on, the service records the attempt
         checkout = services.checkout_create(
             user_id=form.validated_data["user_id"], item_id=form.validated_data["id"]
         )
@@ -111,6 +111,26 @@ class CheckoutView(APIView):
             "sale_id": checkout.item.sale_id,
         }
         return Response(body, status=201 if checkout.created else 200)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        self.fields = request.query_params.dict()
+        # Before the rate limit reads the body: its size is known from the declared length.
+        body_within_limit(request, settings.API_MAX_BODY_BYTES)
+        super().initial(request, *args, **kwargs)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        refused = isinstance(exc, exceptions.APIException | PayloadTooLarge)
+        if refused and not self.recorded and not isinstance(exc, exceptions.MethodNotAllowed):
+            services.checkout_refuse(
+                user_id=str(self.fields.get("user_id", "")),
+                requested_id=str(self.fields.get("id", self.fields.get("item_id", ""))),
+                outcome=(
+                    Outcome.RATE_LIMITED
+                    if isinstance(exc, exceptions.Throttled)
+                    else Outcome.INVALID_REQUEST
+                ),
+            )
+        return super().handle_exception(exc)
 
 
 class PurchaseView(APIView):

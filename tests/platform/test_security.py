@@ -30,6 +30,25 @@ def test_checkout_is_limited_per_user_with_retry_after(api, limits):
 
 
 @pytest.mark.smoke
+def test_checkouts_refused_before_the_stock_is_asked_are_recorded_too(api, limits, settings):
+    from sales.models import CheckoutAttempt
+
+    limits(user=(1, 60))
+    settings.API_MAX_BODY_BYTES = 100
+    assert api.post("/checkout?user_id=flood&id=7").status_code == 404
+    assert api.post("/checkout?user_id=flood&id=7").status_code == 429
+    big = api.post("/checkout?user_id=big&id=7", "x" * 101, content_type="application/json")
+    assert big.status_code == 413
+    assert api.get("/checkout?user_id=browser&id=7").status_code == 405  # no checkout
+    recorded = CheckoutAttempt.objects.order_by("id").values_list("user_id", "outcome")
+    assert list(recorded) == [
+        ("flood", "item_not_found"),
+        ("flood", "rate_limited"),
+        ("big", "invalid_request"),
+    ]
+
+
+@pytest.mark.smoke
 def test_the_limit_counts_the_user_id_the_checkout_uses(api, limits):
     """A body's user_id is the one checked out: rotating the query's must not dodge the limit."""
     limits(user=(2, 60))
