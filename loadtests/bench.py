@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")
 
 from loadtests.locustfile import TicketFactory  # noqa: E402
-from loadtests.stack import PYTHON, Stack  # noqa: E402
+from testkit.stack import PYTHON, Stack  # noqa: E402
 
 RESULTS = ROOT / "loadtests" / "results"
 LUA = ROOT / "loadtests" / "wrk" / "bench.lua"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests.stack import BIN, Stack
+from testkit.stack import BIN, Stack
 
 
 def main() -> int:

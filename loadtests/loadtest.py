@@ -35,7 +35,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.stack import BIN, Stack  # noqa: E402
+from testkit.stack import BIN, Stack  # noqa: E402
 
 RESULTS = ROOT / "loadtests" / "results"
 

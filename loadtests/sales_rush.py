@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests.stack import Stack
+from testkit.stack import Stack
 
 
 class Client:

@@ -36,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.stack import Stack  # noqa: E402
+from testkit.stack import Stack  # noqa: E402
 from tickets.parsing import ParsedTicket, parse_ticket  # noqa: E402 (pure: needs no Django)
 
 SAMPLE = (

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from loadtests.sales_rush import rush, sale_item_ids
-from loadtests.stack import Stack
+from testkit.stack import Stack
 
 pytestmark = pytest.mark.faults
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from loadtests.stack import Stack
 from loadtests.tickets_burst import generated_tickets, post_all, spool_files, wait_until_settled
+from testkit.stack import Stack
 
 pytestmark = pytest.mark.faults
 

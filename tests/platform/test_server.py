@@ -2,7 +2,7 @@
 
 import urllib.request
 
-from loadtests.stack import Stack, free_port
+from testkit.stack import Stack, free_port
 
 
 def get(url: str) -> str:

@@ -5,10 +5,10 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from loadtests.stack import RedisServer
 from sales import stock
 from sales.models import Sale
 from sales.services import sale_open
+from testkit.stack import RedisServer
 
 
 @pytest.fixture(autouse=True)
