@@ -125,7 +125,8 @@ class Stack:
         ),
         extra_env: dict[str, str] | None = None,
     ) -> None:
-        self.name = name
+        # The process id keeps two runs on one PostgreSQL server out of each other's database.
+        self.name = f"{name}_{os.getpid()}"
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
         self.cluster = Cluster(self.workdir) if own_postgres else None
         self.admin_url = self.cluster.admin_url if self.cluster else admin_url
