@@ -13,9 +13,10 @@ from django.conf import settings
 from django.core.cache import cache
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
-from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
+
+from config.inputs import request_fields_as_sent
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +80,6 @@ class RateLimit(BaseThrottle):
 
 
 def request_value(request: Request, name: str) -> str | None:
-    """A field as the view reads it: from the body when it holds it, else from the query string
-    (a body that does not parse is the view's business, reported there)."""
-    try:
-        data = request.data
-    except APIException:  # unparsable or unsupported: the view reports it
-        data = {}
-    value = data.get(name) if hasattr(data, "get") else None
-    if value is None:
-        value = request.query_params.get(name)
+    """A field as the view reads it, cut to a counter key's size."""
+    value = request_fields_as_sent(request).get(name)
     return None if value is None else str(value)[:64]

@@ -49,6 +49,7 @@ class Outcome(models.TextChoices):
     ITEM_RESERVED = "item_reserved"
     USER_LIMIT_REACHED = "user_limit_reached"
     SALE_NOT_STARTED = "sale_not_started"
+    ERROR = "error"  # the request failed in this service's own code (answered 500)
 
 
 class CheckoutAttempt(models.Model):

@@ -20,7 +20,6 @@ from django.utils import timezone
 
 from sales.exceptions import NoSaleYet, SaleNotFound
 from sales.models import Buyer, CheckoutAttempt, Item, Outcome, Purchase, Sale
-from sales.stock import live_holds
 
 
 class SaleFigures(TypedDict):
@@ -32,6 +31,13 @@ class SaleFigures(TypedDict):
     sold: int
     reserved: int
     available: int
+
+
+def live_holds(now: datetime) -> QuerySet[CheckoutAttempt]:
+    """Holds that still count: not expired, on an item nobody has bought."""
+    return CheckoutAttempt.objects.filter(
+        outcome=Outcome.HELD, expires_at__gt=now, item__purchase__isnull=True
+    )
 
 
 def sale_get(*, sale_id: int) -> Sale:

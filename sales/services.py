@@ -12,8 +12,6 @@ from django.utils import timezone
 from config.errors import DomainError
 from sales import stock
 from sales.exceptions import (
-    CodeExpired,
-    CodeNotFound,
     ItemNotFound,
     ItemReserved,
     ItemSold,
@@ -179,7 +177,7 @@ def _insert_items(sale: Sale, count: int) -> None:
 def checkout_create(*, user_id: str, item_id: int) -> Checkout:
     """Reserve an item for a user for the sale's TTL, or return their live hold on it.
 
-    Every attempt is persisted before this returns; a refusal raises after it is recorded.
+    Every attempt is written before this returns; a refusal raises once it is written.
     """
     try:
         item = stock.item_info(item_id)
@@ -188,10 +186,7 @@ def checkout_create(*, user_id: str, item_id: int) -> Checkout:
         raise
     if item.starts_at > timezone.now():
         checkout_refuse(
-            user_id=user_id,
-            requested_id=str(item_id),
-            outcome=Outcome.SALE_NOT_STARTED,
-            item=item,
+            user_id=user_id, requested_id=str(item_id), outcome=Outcome.SALE_NOT_STARTED, item=item
         )
         raise SaleNotStarted()
     attempt = stock.checkout(item=item, user_id=user_id)
@@ -204,45 +199,17 @@ def checkout_create(*, user_id: str, item_id: int) -> Checkout:
 def checkout_refuse(
     *, user_id: str, requested_id: str, outcome: str, item: ItemInfo | None = None
 ) -> CheckoutAttempt:
-    """Record a checkout refused before any stock was looked at (bad input, unknown item, sale
-    not started). Bad input is kept as sent, cut to the column sizes, less what a text column
-    cannot hold (NUL, lone surrogates)."""
+    """Record a checkout refused before the stock was asked, with the input as sent."""
     CHECKOUTS.labels(outcome).inc()
-    return CheckoutAttempt.objects.create(
-        sale_id=item.sale_id if item else None,
-        item_id=item.id if item else None,
-        user_id=_storable(user_id)[:64],
-        requested_id=_storable(requested_id)[:32],
-        outcome=outcome,
-    )
-
-
-def _storable(text: str) -> str:
-    return text.encode("utf-8", "replace").decode().replace("\x00", "")
+    return stock.refuse(user_id=user_id, requested_id=requested_id, outcome=outcome, item=item)
 
 
 def purchase_complete(*, code: str) -> Sold:
     """Turn a live reservation into a purchase. Repeating a purchase that succeeded returns it."""
-    attempt = (
-        CheckoutAttempt.objects.select_related("purchase")
-        .filter(code=code, outcome=Outcome.HELD)
-        .first()
-    )
     try:
-        if attempt is None or attempt.item_id is None or attempt.expires_at is None:
-            raise CodeNotFound()
-        item = stock.item_info(attempt.item_id)
-        try:
-            sold = Sold(attempt.purchase, item)
-            PURCHASES.labels("repeated").inc()
-            return sold
-        except Purchase.DoesNotExist:
-            pass
-        if attempt.expires_at <= timezone.now():
-            raise CodeExpired()
-        sold = Sold(stock.purchase(attempt=attempt, item=item), item)
+        purchase, repeated = stock.purchase(code=code)
     except DomainError as refusal:
         PURCHASES.labels(refusal.code).inc()
         raise
-    PURCHASES.labels("purchased").inc()
-    return sold
+    PURCHASES.labels("repeated" if repeated else "purchased").inc()
+    return Sold(purchase, stock.item_info(purchase.item_id))

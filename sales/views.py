@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions
@@ -11,7 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import ErrorSerializer, PayloadTooLarge
+from config.errors import DomainError, ErrorSerializer
+from config.inputs import request_fields, request_fields_as_sent
 from config.middleware import body_within_limit
 from config.ratelimit import RateLimit, request_value
 from sales import selectors, services
@@ -28,24 +30,8 @@ from sales.serializers import (
     SaleItemsQuery,
     SaleOutput,
 )
-from sales.stock import ItemInfo
 
 ERRORS = {status: ErrorSerializer for status in (400, 404, 405, 409, 410, 413, 429)}
-
-
-def request_fields(request: Request, aliases: dict[str, str] | None = None) -> dict[str, Any]:
-    """The query parameters, overridden by the same fields in a JSON or form body."""
-    fields: dict[str, Any] = request.query_params.dict()
-    body = request.data
-    if hasattr(body, "dict"):
-        body = body.dict()
-    if not isinstance(body, dict):
-        raise exceptions.ValidationError("The body must be a JSON object or a form.")
-    fields.update(body)
-    for alias, name in (aliases or {}).items():
-        if name not in fields and alias in fields:
-            fields[name] = fields[alias]
-    return fields
 
 
 class CheckoutRateLimit(RateLimit):
@@ -64,18 +50,18 @@ class PurchaseRateLimit(RateLimit):
         return [code] if code else []
 
 
-def item_body(item: ItemInfo) -> dict[str, Any]:
-    return {"id": item.id, "name": item.name, "image_url": item.image_url}
+def item_body(result: services.Checkout | services.Sold) -> dict[str, Any]:
+    return {"id": result.item.id, "name": result.item.name, "image_url": result.item.image_url}
 
 
 class CheckoutView(APIView):
-    """Every checkout attempt is recorded, refusals included. The stock records its own
-    decisions; what is refused before it is asked (bad input, an oversized body, the rate
-    limit) is recorded in `handle_exception`. A request with another method is no checkout."""
+    """Every checkout request is one recorded attempt. The service records every attempt it is
+    given; a request refused before it (an oversized or unreadable body, the rate limit,
+    invalid fields, a failure of this code) is recorded in `handle_exception`, through the same
+    service. Only a database that cannot take the row leaves a request unrecorded, and it is
+    answered 503. A request with another method is no checkout."""
 
     throttle_classes = (CheckoutRateLimit,)
-    fields: dict[str, Any] = {}
-    recorded = False
 
     @extend_schema(
         summary="Reserve an item",
@@ -96,38 +82,38 @@ class CheckoutView(APIView):
         responses={201: CheckoutOutput, 200: CheckoutOutput, **ERRORS},
     )
     def post(self, request: Request) -> Response:
-        self.fields = request_fields(request, aliases={"item_id": "id"})
-        form = CheckoutInput(data=self.fields)
+        form = CheckoutInput(data=request_fields(request, aliases={"item_id": "id"}))
         form.is_valid(raise_exception=True)
-        self.recorded = True  # from here on, the service records the attempt
+        self.given_to_service = True
         checkout = services.checkout_create(
             user_id=form.validated_data["user_id"], item_id=form.validated_data["id"]
         )
-        attempt = checkout.attempt
         body = {
-            "code": attempt.code,
-            "expires_at": attempt.expires_at,
-            "item": item_body(checkout.item),
+            "code": checkout.attempt.code,
+            "expires_at": checkout.attempt.expires_at,
+            "item": item_body(checkout),
             "sale_id": checkout.item.sale_id,
         }
         return Response(body, status=201 if checkout.created else 200)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        self.fields = request.query_params.dict()
         # Before the rate limit reads the body: its size is known from the declared length.
         body_within_limit(request, settings.API_MAX_BODY_BYTES)
         super().initial(request, *args, **kwargs)
 
     def handle_exception(self, exc: Exception) -> Response:
-        refused = isinstance(exc, exceptions.APIException | PayloadTooLarge)
-        if refused and not self.recorded and not isinstance(exc, exceptions.MethodNotAllowed):
+        unrecorded = not getattr(self, "given_to_service", False)
+        if unrecorded and not isinstance(exc, exceptions.MethodNotAllowed | DatabaseError):
+            fields = request_fields_as_sent(self.request)
             services.checkout_refuse(
-                user_id=str(self.fields.get("user_id", "")),
-                requested_id=str(self.fields.get("id", self.fields.get("item_id", ""))),
+                user_id=str(fields.get("user_id", "")),
+                requested_id=str(fields.get("id", fields.get("item_id", ""))),
                 outcome=(
                     Outcome.RATE_LIMITED
                     if isinstance(exc, exceptions.Throttled)
                     else Outcome.INVALID_REQUEST
+                    if isinstance(exc, exceptions.APIException | DomainError)
+                    else Outcome.ERROR
                 ),
             )
         return super().handle_exception(exc)
@@ -149,14 +135,13 @@ class PurchaseView(APIView):
         form = PurchaseInput(data=request_fields(request))
         form.is_valid(raise_exception=True)
         sold = services.purchase_complete(code=form.validated_data["code"])
-        purchase = sold.purchase
         return Response(
             {
-                "purchase_id": purchase.pk,
-                "item": item_body(sold.item),
-                "user_id": purchase.user_id,
-                "sale_id": purchase.sale_id,
-                "purchased_at": purchase.purchased_at,
+                "purchase_id": sold.purchase.pk,
+                "item": item_body(sold),
+                "user_id": sold.purchase.user_id,
+                "sale_id": sold.purchase.sale_id,
+                "purchased_at": sold.purchase.purchased_at,
             }
         )
 

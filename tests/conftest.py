@@ -2,6 +2,8 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from config.process import reset_all
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _clean_redis(django_db_setup, django_db_blocker):
@@ -10,6 +12,14 @@ def _clean_redis(django_db_setup, django_db_blocker):
         from django_redis import get_redis_connection
 
         get_redis_connection("stock").flushdb()
+
+
+@pytest.fixture(autouse=True)
+def _new_process_state():
+    """Each test starts as a new server process would: no cached items, breakers closed."""
+    reset_all()
+    yield
+    reset_all()
 
 
 @pytest.fixture

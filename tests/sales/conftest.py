@@ -5,18 +5,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from sales import stock
 from sales.models import Sale
 from sales.services import sale_open
 from testkit.stack import RedisServer
-
-
-@pytest.fixture(autouse=True)
-def _new_process_state():
-    """Each test starts as a new server process would: no cached items, circuit closed."""
-    stock.forget()
-    yield
-    stock.forget()
 
 
 @pytest.fixture(params=["redis", "postgres"])

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from sales.models import CheckoutAttempt, Outcome, Purchase
-from sales.stock import new_code
+from sales.stock._decision import new_code
 
 pytestmark = pytest.mark.django_db
 

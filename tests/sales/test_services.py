@@ -12,6 +12,8 @@ from sales import stock
 from sales.exceptions import CodeExpired, ItemReserved, ItemSold, UserLimitReached
 from sales.models import CheckoutAttempt, Item, Outcome, Purchase, Sale
 from sales.services import checkout_create, purchase_complete, sale_open, sale_open_hourly
+from sales.stock import _attempts
+from sales.stock._redis import CIRCUIT_OPEN_SECONDS
 from sales.tasks import open_hourly_sale
 
 pytestmark = pytest.mark.django_db
@@ -158,7 +160,7 @@ def test_writes_missed_during_a_redis_stall_are_repaired(own_redis, open_sale):
     # decided while the circuit is open: Redis is not even asked
     assert checkout_create(user_id="ann", item_id=b.pk).attempt.via_redis is False
     own_redis.resume()
-    time.sleep(stock.CIRCUIT_OPEN_SECONDS)
+    time.sleep(CIRCUIT_OPEN_SECONDS)
     with pytest.raises(ItemReserved):
         checkout_create(user_id="bob", item_id=b.pk)
     assert CheckoutAttempt.objects.get(user_id="bob").via_redis is True
@@ -169,15 +171,15 @@ def test_a_redis_hold_whose_attempt_cannot_be_written_is_released(open_sale, mon
     """The hold is made in Redis first; if PostgreSQL then refuses the attempt, the client gets
     an error and the item must not stay blocked behind a code nobody was given."""
     item = open_sale(items=1).items.get()
-    record = stock._record
+    record = _attempts.record
 
     def database_fails(*args, **kwargs):
         raise DatabaseError("the insert failed")
 
-    monkeypatch.setattr(stock, "_record", database_fails)
+    monkeypatch.setattr(_attempts, "record", database_fails)
     with pytest.raises(DatabaseError):
         checkout_create(user_id="ann", item_id=item.pk)
-    monkeypatch.setattr(stock, "_record", record)
+    monkeypatch.setattr(_attempts, "record", record)
     held = checkout_create(user_id="bob", item_id=item.pk).attempt
     assert (held.outcome, held.via_redis) == (Outcome.HELD, True)
 
@@ -189,5 +191,5 @@ def test_a_code_that_expires_while_waiting_for_the_lock_is_refused(open_sale):
     CheckoutAttempt.objects.filter(pk=attempt.pk).update(expires_at=timezone.now())
     attempt.refresh_from_db()
     with pytest.raises(CodeExpired):
-        stock.purchase(attempt=attempt, item=stock.item_info(item.pk))
+        stock.purchase(code=attempt.code)
     assert not Purchase.objects.exists()

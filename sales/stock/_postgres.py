@@ -1,0 +1,181 @@
+"""The PostgreSQL path, and the purchase, which always runs here.
+
+Checkout, when Redis cannot decide: one transaction that locks the (sale, user) `Buyer` row, then
+the item row, decides from the attempts and purchases, and writes the attempt before it commits.
+Locks are taken in that order everywhere.
+
+Purchase: one statement decides and writes (code lookup, the earlier purchase of a retried
+request, the buyer's limit under the `Buyer` row lock, the purchase row), with the unique item
+and attempt constraints as the last line of defence. Expiry is checked with the database's clock
+once the buyer's row is locked: waiting for the lock must not stretch a hold.
+"""
+
+from contextlib import nullcontext
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from sales.models import Buyer, CheckoutAttempt, Item, Outcome, Purchase, Sale
+from sales.selectors import live_holds
+from sales.stock import _attempts
+from sales.stock._decision import Decision, new_code
+from sales.stock._items import ItemInfo
+
+_BUYER = Buyer._meta.db_table
+
+
+def _lock_buyer(sale_id: int, user_id: str, user_limit: int, *, add: int) -> int | None:
+    """Lock the (sale, user) row, creating it, and add `add` purchases if that stays within the
+    limit. Returns the purchase count, or None when adding would exceed the limit.
+
+    Must run inside a transaction: the row stays locked until it ends.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {_BUYER} AS b (sale_id, user_id, purchased, user_limit)
+            VALUES (%s, %s, %s, %s)
+            ON CONFLICT (sale_id, user_id) DO UPDATE SET purchased = excluded.purchased
+                + b.purchased
+            WHERE excluded.purchased + b.purchased <= b.user_limit
+            RETURNING purchased
+            """,  # noqa: S608 (table name from the model, values bound)
+            [sale_id, user_id, add, user_limit],
+        )
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def checkout(item: ItemInfo, user_id: str, now: datetime) -> CheckoutAttempt:
+    with transaction.atomic():
+        purchased = _lock_buyer(item.sale_id, user_id, item.user_limit, add=0)
+        assert purchased is not None  # adding nothing is always within the limit
+        list(Item.objects.select_for_update(no_key=True).filter(pk=item.id).values_list("pk"))
+        decision = _decide(item, user_id, now, purchased)
+        return _attempts.record(
+            sale_id=item.sale_id,
+            item_id=item.id,
+            user_id=user_id,
+            requested_id=str(item.id),
+            outcome=decision.outcome,
+            code=decision.code,
+            expires_at=decision.expires_at,
+        )
+
+
+def _decide(item: ItemInfo, user_id: str, now: datetime, purchased: int) -> Decision:
+    """The rules, read from PostgreSQL. Assumes the caller holds the buyer and item locks."""
+    if Purchase.objects.filter(item_id=item.id).exists():
+        return Decision(Outcome.ITEM_SOLD)
+    hold = (
+        live_holds(now)
+        .filter(item_id=item.id)
+        .order_by("-expires_at")
+        .values_list("user_id", "code", "expires_at")
+        .first()
+    )
+    if hold is not None:
+        holder, code, expires_at = hold
+        if holder == user_id:
+            return Decision(Outcome.EXISTING, code, expires_at)
+        return Decision(Outcome.ITEM_RESERVED)
+    held = (
+        live_holds(now)
+        .filter(sale_id=item.sale_id, user_id=user_id)
+        .values("item_id")
+        .distinct()
+        .count()
+    )
+    if held + purchased >= item.user_limit:
+        return Decision(Outcome.USER_LIMIT_REACHED)
+    return Decision(Outcome.HELD, new_code(), now + timedelta(seconds=item.ttl_seconds))
+
+
+_TABLES = {
+    "attempts": CheckoutAttempt._meta.db_table,
+    "sales": Sale._meta.db_table,
+    "purchases": Purchase._meta.db_table,
+    "buyers": _BUYER,
+}
+# One round trip: every CTE runs, and the statement is one transaction in autocommit.
+_PURCHASE = """
+WITH attempt AS (
+    SELECT a.id, a.sale_id, a.item_id, a.user_id, a.expires_at, s.user_limit
+    FROM {attempts} a JOIN {sales} s ON s.id = a.sale_id
+    WHERE a.code = %(code)s AND a.outcome = 'held'
+), earlier AS (
+    SELECT p.id, p.purchased_at FROM {purchases} p JOIN attempt ON p.attempt_id = attempt.id
+), buyer AS (
+    INSERT INTO {buyers} AS b (sale_id, user_id, purchased, user_limit)
+    SELECT sale_id, user_id, 1, user_limit FROM attempt
+    WHERE NOT EXISTS (SELECT FROM earlier) AND expires_at > clock_timestamp()
+    ON CONFLICT (sale_id, user_id) DO UPDATE SET purchased = b.purchased + 1
+    WHERE b.purchased < b.user_limit AND (SELECT expires_at FROM attempt) > clock_timestamp()
+    RETURNING 1
+), sold AS (
+    INSERT INTO {purchases} (sale_id, item_id, attempt_id, user_id, purchased_at)
+    SELECT sale_id, item_id, id, user_id, clock_timestamp() FROM attempt
+    WHERE EXISTS (SELECT FROM buyer)
+    RETURNING id, purchased_at
+)
+SELECT attempt.id, attempt.sale_id, attempt.item_id, attempt.user_id,
+    attempt.expires_at <= clock_timestamp(), EXISTS (SELECT FROM earlier),
+    COALESCE((SELECT id FROM sold), (SELECT id FROM earlier)),
+    COALESCE((SELECT purchased_at FROM sold), (SELECT purchased_at FROM earlier))
+FROM attempt
+""".format(**_TABLES)  # noqa: S608 (table names from the models, values bound)
+
+
+def purchase(code: str) -> tuple[Purchase, bool] | str:
+    """Sell the item held under `code`: the purchase and whether it was made earlier (a retried
+    request), or the refusal's outcome (`code_not_found`, `code_expired`,
+    `user_limit_reached`). Raises IntegrityError when another buyer has the item."""
+    if connection.vendor != "postgresql":
+        return _purchase_portable(code)
+    # Inside a caller's transaction a savepoint keeps a refusal from spoiling it; in autocommit
+    # the statement is its own transaction.
+    savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    with savepoint, connection.cursor() as cursor:
+        cursor.execute(_PURCHASE, {"code": code})
+        row = cursor.fetchone()
+    if row is None:
+        return "code_not_found"
+    attempt_id, sale_id, item_id, user_id, expired, repeated, pk, purchased_at = row
+    if pk is None:
+        return "code_expired" if expired else "user_limit_reached"
+    sold = Purchase(
+        id=pk,
+        sale_id=sale_id,
+        item_id=item_id,
+        attempt_id=attempt_id,
+        user_id=user_id,
+        purchased_at=purchased_at,
+    )
+    return sold, repeated
+
+
+def _purchase_portable(code: str) -> tuple[Purchase, bool] | str:
+    """The same decision in several statements, for databases without writes in CTEs (the
+    embedded SQLite default, one process)."""
+    attempt = CheckoutAttempt.objects.filter(code=code, outcome=Outcome.HELD).first()
+    if attempt is None or attempt.sale_id is None or attempt.expires_at is None:
+        return "code_not_found"
+    earlier = Purchase.objects.filter(attempt=attempt).first()
+    if earlier is not None:
+        return earlier, True
+    limit = Sale.objects.values_list("user_limit", flat=True).get(pk=attempt.sale_id)
+    with transaction.atomic():
+        within_limit = _lock_buyer(attempt.sale_id, attempt.user_id, limit, add=1) is not None
+        if attempt.expires_at <= timezone.now():
+            transaction.set_rollback(True)
+            return "code_expired"
+        if not within_limit:
+            return "user_limit_reached"
+        sold = Purchase.objects.create(
+            sale_id=attempt.sale_id,
+            item_id=attempt.item_id,
+            attempt=attempt,
+            user_id=attempt.user_id,
+        )
+    return sold, False
