@@ -51,3 +51,9 @@ class ProductNotFound(DomainError):
 class TicketNotStored(ServiceUnavailable):
     message = "The ticket could be stored neither in the database nor in the spool; retry."
     headers = {"Retry-After": "5"}
+
+
+class IdempotencyKeyReused(DomainError):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    code = "idempotency_key_reused"
+    message = "This Idempotency-Key was sent with another body; nothing was stored."

@@ -30,6 +30,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from config.process import PerProcess
+
 logger = logging.getLogger(__name__)
 
 MAGIC = b"TKS1"
@@ -52,15 +54,8 @@ def _directory() -> Path:
     return Path(settings.TICKET_SPOOL_DIR)
 
 
-_segment: tuple[int, str] | None = None
-
-
-def _segment_path() -> Path:
-    """This process's segment; a forked child gets its own name."""
-    global _segment
-    if _segment is None or _segment[0] != os.getpid():
-        _segment = (os.getpid(), f"{os.getpid()}-{uuid.uuid4().hex[:12]}.seg")
-    return _directory() / _segment[1]
+# This process's segment: a forked child makes its own.
+_segment = PerProcess(lambda: f"{os.getpid()}-{uuid.uuid4().hex[:12]}.seg")
 
 
 def _encode(ticket: SpooledTicket) -> bytes:
@@ -81,7 +76,7 @@ def append(ticket: SpooledTicket) -> None:
     try:
         _directory().mkdir(parents=True, exist_ok=True)
         while True:
-            path = _segment_path()
+            path = _directory() / _segment.get()
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
@@ -160,6 +155,18 @@ def pending() -> bool:
         return any(entry.name.endswith((".seg", ".sealed")) for entry in os.scandir(_directory()))
     except FileNotFoundError:
         return False
+
+
+def find(idempotency_key: str) -> SpooledTicket | None:
+    """The waiting ticket sent with this key, if this host's spool holds one."""
+    for path in _waiting():
+        try:
+            for ticket in _read(path):
+                if ticket.idempotency_key == idempotency_key:
+                    return ticket
+        except (_Damaged, FileNotFoundError):
+            continue
+    return None
 
 
 def depth() -> int:

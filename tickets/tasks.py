@@ -1,12 +1,29 @@
 """Celery tasks: ids in, a service call, and the retry and expiry policy. Each is idempotent:
 a redelivered or doubled run finds the work done (claimed tickets are parsed once, spooled
-tickets stored once)."""
+tickets stored once).
+
+Also the nudges that queue them as tickets arrive: a parse run at most once a second per
+process (a run scheduled for later covers the tickets in between), and a drain while the spool
+holds tickets. A lost nudge costs only time: beat sweeps every minute.
+"""
+
+import logging
+import threading
+import time
+from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready
 from django.db import DatabaseError
 
-from tickets.services import spool_drain, tickets_parse_backlog
+from config.celery import app as celery_app
+from config.process import PerProcess
+from tickets import spool
+from tickets.services import Receipt, spool_drain, tickets_parse_backlog
+
+logger = logging.getLogger(__name__)
+
+_NUDGE_INTERVAL = 1.0
 
 
 @shared_task(ignore_result=True)
@@ -27,7 +44,10 @@ def parse_backlog() -> int:
 def drain_spool() -> int | None:
     """Retried while PostgreSQL is still coming back: the drain is what empties the spool
     between beat's sweeps."""
-    return spool_drain()
+    handed = spool_drain()
+    if handed:
+        parse_soon()
+    return handed
 
 
 @worker_ready.connect
@@ -35,3 +55,54 @@ def resume_after_restart(**kwargs: object) -> None:
     """A worker that starts picks up what a killed one left: unparsed tickets and the spool."""
     parse_backlog.apply_async(expires=60)
     drain_spool.apply_async(expires=3600)
+
+
+class _Nudges:
+    """When this process's next parse run starts and spool check is due (monotonic clock)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.next_parse = float("-inf")
+        self.next_spool_check = float("-inf")
+
+
+_nudges = PerProcess(_Nudges)
+
+
+def after_ingest(receipt: Receipt) -> None:
+    """Set going what a stored ticket needs: its parse, or the drain of the spool it went to."""
+    if not receipt.spooled:
+        parse_soon()
+        drain_soon()
+    elif not celery_app.conf.task_always_eager:  # in-process, a drain now would only fail again
+        drain_soon()
+
+
+def parse_soon() -> None:
+    if celery_app.conf.task_always_eager:
+        _enqueue(parse_backlog)
+        return
+    nudges, now = _nudges.get(), time.monotonic()
+    with nudges.lock:
+        if now <= nudges.next_parse:
+            return  # a run already scheduled starts after this ticket and will see it
+        nudges.next_parse = max(now, nudges.next_parse + _NUDGE_INTERVAL)
+        countdown = nudges.next_parse - now
+    _enqueue(parse_backlog, countdown=countdown)
+
+
+def drain_soon() -> None:
+    """Queue a drain when the spool holds tickets, at most once per interval per process."""
+    nudges, now = _nudges.get(), time.monotonic()
+    if now >= nudges.next_spool_check:
+        nudges.next_spool_check = now + _NUDGE_INTERVAL
+        if spool.pending():
+            _enqueue(drain_spool, expires=3600)
+
+
+def _enqueue(task: Any, *, expires: float = 60, **options: Any) -> None:
+    """Best effort: the ticket is already durable, and beat sweeps what a lost nudge misses."""
+    try:
+        task.apply_async(retry=False, expires=expires, **options)
+    except Exception:
+        logger.warning("could not enqueue %s", task.name, exc_info=True)

@@ -2,6 +2,7 @@ import re
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
@@ -12,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import ErrorSerializer
-from tickets import selectors, services
+from tickets import selectors, services, tasks
 from tickets.exceptions import EmptyTicket, InvalidIdempotencyKey, TicketTooLarge
 from tickets.serializers import (
     ProductDetailSerializer,
@@ -68,7 +69,8 @@ class TicketIngestView(APIView):
                 "Idempotency-Key",
                 {"type": "string", "pattern": _IDEMPOTENCY_KEY.pattern},
                 OpenApiParameter.HEADER,
-                description="A repeated key answers with the first ticket's receipt.",
+                description="A repeated key with the same body answers with the first "
+                "ticket's receipt; with another body, 422 and nothing stored.",
             ),
             OpenApiParameter(
                 "X-Signature",
@@ -90,6 +92,7 @@ class TicketIngestView(APIView):
             400: _error("Empty body, or a malformed Idempotency-Key."),
             401: _error("Signature missing or wrong."),
             413: _error("Body larger than TICKET_MAX_BYTES."),
+            422: _error("`idempotency_key_reused`: the key was sent before with another body."),
             503: _error("Neither the database nor the spool could store the ticket."),
         },
     )
@@ -113,6 +116,10 @@ class TicketIngestView(APIView):
         if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
             raise InvalidIdempotencyKey()
         receipt = services.ticket_ingest(body=body, idempotency_key=key)
+        if receipt.spooled:  # the database is away: there is no transaction to wait for
+            tasks.after_ingest(receipt)
+        else:
+            transaction.on_commit(lambda: tasks.after_ingest(receipt))
         return Response(ReceiptSerializer(receipt).data, status=status.HTTP_202_ACCEPTED)
 
 

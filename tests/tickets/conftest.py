@@ -2,8 +2,6 @@ from decimal import Decimal
 
 import pytest
 
-from tickets import services
-
 SAMPLE = (
     b"Order: 123456\nVAT: 3.10\nTotal: 16.90\n\n"
     b"product,product_id,price\nFormule(s) midi,aZde,14.90\nCaf\xc3\xa9,IZ8z,2\n"
@@ -22,5 +20,4 @@ def ticket_bytes(
 @pytest.fixture(autouse=True)
 def spool_dir(settings, tmp_path):
     settings.TICKET_SPOOL_DIR = tmp_path / "spool"
-    services._breaker.record(ok=True)
     return settings.TICKET_SPOOL_DIR

@@ -9,6 +9,8 @@ from tests.tickets.conftest import SAMPLE, ticket_bytes
 from tickets import services
 from tickets.exceptions import TicketNotFound, TicketNotReprocessable
 from tickets.models import Order, OrderLine, Product, ProductPrice, Ticket
+from tickets.parsing import parse_ticket
+from tickets.services import pipeline
 
 pytestmark = pytest.mark.django_db
 
@@ -118,7 +120,7 @@ def test_a_product_twice_in_one_ticket_takes_its_last_row_and_both_lines():
 @pytest.mark.smoke
 def test_a_rejected_ticket_is_reprocessed_after_a_fix():
     ticket = ingest(b"Order: 1\nVAT: 0\nTotal: 2\n\nproduct,product_id,price\nx,X,2\n")
-    with mock.patch.object(services, "parse_ticket", return_value=services.parse_ticket(b"")):
+    with mock.patch.object(pipeline, "parse_ticket", return_value=parse_ticket(b"")):
         services.tickets_parse()
     assert status_of(ticket) == Ticket.Status.REJECTED
     assert services.ticket_reprocess(ticket_id=ticket.id).status == Ticket.Status.PARSED
@@ -133,14 +135,14 @@ def test_a_rejected_ticket_is_reprocessed_after_a_fix():
 @pytest.mark.smoke
 def test_a_ticket_that_cannot_be_stored_is_rejected_without_holding_up_the_batch():
     tickets = [ingest(ticket_bytes(str(n), [("a", f"P{n}", "1")])) for n in range(3)]
-    real = services.catalogue_record
+    real = pipeline.catalogue_record
 
     def fails_for_p1(*, sightings):
         if any(s.product_id == "P1" for s in sightings):
             raise ValueError("boom")
         real(sightings=sightings)
 
-    with mock.patch.object(services, "catalogue_record", fails_for_p1):
+    with mock.patch.object(pipeline, "catalogue_record", fails_for_p1):
         assert services.tickets_parse() == 3
     assert [status_of(t) for t in tickets] == ["parsed", "rejected", "parsed"]
     assert "could not be stored (ValueError)" in tickets[1].rejection_reason
@@ -149,7 +151,7 @@ def test_a_ticket_that_cannot_be_stored_is_rejected_without_holding_up_the_batch
 def test_the_backlog_run_parses_batch_after_batch_until_nothing_is_left():
     for n in range(7):
         ingest(ticket_bytes(str(n), [("a", "A", "1")]))
-    with mock.patch.object(services, "tickets_parse", wraps=services.tickets_parse) as batches:
+    with mock.patch.object(pipeline, "tickets_parse", wraps=pipeline.tickets_parse) as batches:
         run = services.tickets_parse_backlog(batch_size=2)
     assert (run.parsed, run.out_of_time) == (7, False)
     assert batches.call_count == 5

@@ -15,7 +15,9 @@ from django.db import connection
 
 from tests.tickets.conftest import SAMPLE, ticket_bytes
 from tickets import services, spool
+from tickets.exceptions import IdempotencyKeyReused
 from tickets.models import Ticket
+from tickets.services import ingest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,14 +46,32 @@ def test_drain_stores_each_spooled_ticket_once_and_empties_the_spool():
 
 @pytest.mark.smoke
 @pytest.mark.django_db
-def test_a_spooled_ticket_whose_key_was_reused_meanwhile_is_kept_without_the_key():
-    """Spooled while the database was down; the sender retried with the same key once it was
-    back: both were acknowledged, so both are stored, the key staying with the stored one."""
-    spooled = record(ticket_bytes("1", [("a", "A", "1")]), key="till-1-0001")
+def test_a_key_whose_ticket_waits_in_the_spool_is_answered_from_it():
+    """The sender retries once the database is back, before the spool is drained: the same
+    body gets the spooled ticket's receipt, another body 422; the drain stores one ticket."""
+    spooled = record(SAMPLE, key="till-1-0001")
     spool.append(spooled)
     retried = services.ticket_ingest(body=SAMPLE, idempotency_key="till-1-0001")
+    assert (retried.id, retried.received_at) == (spooled.id, spooled.received_at)
+    with pytest.raises(IdempotencyKeyReused):
+        services.ticket_ingest(body=SAMPLE + b"x,Y,1\n", idempotency_key="till-1-0001")
+    assert not Ticket.objects.exists()
     assert services.spool_drain() == 1
-    assert Ticket.objects.get(idempotency_key="till-1-0001").id == retried.id
+    assert Ticket.objects.get().idempotency_key == "till-1-0001"
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db
+def test_a_spooled_ticket_whose_key_another_host_stored_is_kept_without_the_key():
+    """Another host's spool cannot be asked: the ticket it stored with the key keeps it, and
+    this host's spooled ticket, acknowledged too, is stored without it."""
+    spooled = record(ticket_bytes("1", [("a", "A", "1")]), key="till-1-0001")
+    spool.append(spooled)
+    other = Ticket.objects.create(
+        raw=SAMPLE, sha256="", received_at=spooled.received_at, idempotency_key="till-1-0001"
+    )
+    assert services.spool_drain() == 1
+    assert Ticket.objects.get(idempotency_key="till-1-0001").id == other.id
     kept = Ticket.objects.get(id=spooled.id)
     assert (bytes(kept.raw), kept.idempotency_key) == (spooled.body, None)
 
@@ -64,7 +84,7 @@ def test_a_drainer_that_dies_before_forgetting_the_file_stores_nothing_twice(spo
         spool.append(item)
 
     def store_then_die(batch):
-        services._store_spooled(batch)
+        ingest._store_spooled(batch)
         raise ConnectionError("killed after the commit")
 
     with pytest.raises(ConnectionError):

@@ -139,12 +139,22 @@ def test_without_a_secret_no_signature_is_needed(api, settings):
 @pytest.mark.smoke
 def test_a_repeated_idempotency_key_replays_the_first_answer(api):
     first = post(api, SAMPLE, **{"Idempotency-Key": "till-7-0001"})
-    again = post(api, SAMPLE + b"changed", **{"Idempotency-Key": "till-7-0001"})
+    again = post(api, SAMPLE, **{"Idempotency-Key": "till-7-0001"})
     other = post(api, SAMPLE, **{"Idempotency-Key": "till-7-0002"})
     assert first.status_code == again.status_code == 202
     assert again.json() == first.json()
     assert other.json()["id"] != first.json()["id"]
     assert Ticket.objects.count() == 2
+
+
+@pytest.mark.smoke
+def test_an_idempotency_key_reused_with_another_body_is_refused_and_stores_nothing(api):
+    first = post(api, SAMPLE, **{"Idempotency-Key": "till-7-0001"})
+    reused = post(api, SAMPLE + b"changed", **{"Idempotency-Key": "till-7-0001"})
+    assert reused.status_code == 422
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+    stored = Ticket.objects.get()
+    assert (str(stored.id), bytes(stored.raw)) == (first.json()["id"], SAMPLE)
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "has space", "caf\u00e9"])

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from tickets.services import spool_drain
+from tickets.tasks import parse_soon
 
 
 class Command(BaseCommand):
@@ -14,6 +15,8 @@ class Command(BaseCommand):
             handed = spool_drain()
         except DatabaseError as exc:
             raise CommandError(f"the database is unreachable; the spool is kept: {exc}") from exc
+        if handed:
+            parse_soon()
         if handed is None:
             self.stdout.write("Another drainer is at work; nothing done.")
         else:

@@ -1,176 +1,33 @@
-"""Writes of the tickets app: acknowledge, parse, reprocess, drain the spool.
+"""The parse pipeline: the ticket table is the work queue.
 
-The table is the work queue. Acknowledging a ticket is one INSERT; it then nudges the parser, at
-most once a second per process (a nudge scheduled for later covers the tickets in between).
 Parsers claim the oldest `received` tickets with `FOR UPDATE SKIP LOCKED`, so any number of them
 share the backlog, and a claim dies with its transaction: a crashed worker's batch is claimed
-again by the next run (the nudges, and beat every minute).
+again by the next run. Each claimed batch is parsed (`tickets.parsing`, pure), and its orders,
+lines and catalogue updates (`tickets.catalogue`) are stored in the claim's transaction.
 """
 
-import hashlib
 import logging
-import threading
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from config.celery import app as celery_app
-from tickets import metrics, spool
+from tickets import metrics
 from tickets.catalogue import Sighting, catalogue_record
-from tickets.exceptions import TicketNotFound, TicketNotReprocessable, TicketNotStored
-from tickets.models import Order, OrderLine, Ticket, new_ticket_id
+from tickets.exceptions import TicketNotFound, TicketNotReprocessable
+from tickets.models import Order, OrderLine, Ticket
 from tickets.parsing import ParsedTicket, parse_ticket
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
-_NUDGE_INTERVAL = 1.0
-_SPOOL_CHECK_INTERVAL = 1.0
 _RACE_ATTEMPTS = 3
 # Unique violation on the parsed-once constraint, or a deadlock between two such waits.
 _RACE_SQLSTATES = {"23505", "40P01"}
-
-
-@dataclass(frozen=True)
-class Receipt:
-    id: UUID
-    received_at: datetime
-    status: str = Ticket.Status.RECEIVED
-
-
-class _DatabaseBreaker:
-    """After a failed write, tickets go straight to the spool for `pause` seconds instead of each
-    waiting for the connection pool to give up; then one request at a time tries the database
-    again while the others keep spooling."""
-
-    def __init__(self, pause: float) -> None:
-        self.pause = pause
-        self._lock = threading.Lock()
-        self._open_until: float | None = None
-        self._probing = False
-
-    def allows(self) -> bool:
-        with self._lock:
-            if self._open_until is None:
-                return True
-            if self._probing or time.monotonic() < self._open_until:
-                return False
-            self._probing = True
-            return True
-
-    def record(self, *, ok: bool) -> None:
-        with self._lock:
-            self._probing = False
-            self._open_until = None if ok else time.monotonic() + self.pause
-
-
-_breaker = _DatabaseBreaker(pause=1.0)
-
-
-def ticket_ingest(*, body: bytes, idempotency_key: str | None = None) -> Receipt:
-    """Make the ticket durable, in PostgreSQL or else in the spool, and nothing more.
-
-    A repeated idempotency key answers with the first ticket's receipt. Raises TicketNotStored
-    when neither store takes the ticket.
-    """
-    ticket_id, received_at = new_ticket_id(), timezone.now()
-    if _breaker.allows():
-        try:
-            # A savepoint only where a conflict is expected: the plain path stays one statement.
-            with transaction.atomic() if idempotency_key else nullcontext():
-                Ticket.objects.create(
-                    id=ticket_id,
-                    raw=body,
-                    sha256=hashlib.sha256(body).hexdigest(),
-                    received_at=received_at,
-                    idempotency_key=idempotency_key,
-                )
-        except IntegrityError:
-            _breaker.record(ok=True)
-            if idempotency_key is None:
-                raise
-            first = Ticket.objects.only("id", "received_at").get(idempotency_key=idempotency_key)
-            return Receipt(id=first.id, received_at=first.received_at)
-        except DatabaseError:
-            _breaker.record(ok=False)
-            logger.warning("database unavailable; spooling ticket %s", ticket_id, exc_info=True)
-        else:
-            _breaker.record(ok=True)
-            metrics.tickets.labels(Ticket.Status.RECEIVED).inc()
-            transaction.on_commit(_after_store)
-            return Receipt(id=ticket_id, received_at=received_at)
-    try:
-        spool.append(
-            spool.SpooledTicket(
-                id=ticket_id,
-                received_at=received_at,
-                idempotency_key=idempotency_key,
-                body=body,
-            )
-        )
-    except spool.SpoolError as exc:
-        logger.error("ticket refused: spool failed too (%s)", exc)
-        raise TicketNotStored() from exc
-    metrics.spooled.inc()
-    if not celery_app.conf.task_always_eager:  # in-process, a drain now would only fail again
-        _nudge_drain()
-    return Receipt(id=ticket_id, received_at=received_at)
-
-
-class _Nudges:
-    """When the next parser run starts, per process (monotonic clock)."""
-
-    lock = threading.Lock()
-    next_run = float("-inf")
-    next_spool_check = float("-inf")
-
-
-def _after_store() -> None:
-    _nudge_parser()
-    _nudge_drain()
-
-
-def _nudge_drain() -> None:
-    """Queue a drain when the spool holds tickets, at most once per interval per process. The
-    task retries while PostgreSQL is still down, so the spool empties without waiting for beat
-    or for the next ticket."""
-    now = time.monotonic()
-    if now >= _Nudges.next_spool_check:
-        _Nudges.next_spool_check = now + _SPOOL_CHECK_INTERVAL
-        if spool.pending():
-            from tickets.tasks import drain_spool
-
-            _enqueue(drain_spool, expires=3600)
-
-
-def _nudge_parser() -> None:
-    from tickets.tasks import parse_backlog
-
-    if celery_app.conf.task_always_eager:
-        _enqueue(parse_backlog)
-        return
-    now = time.monotonic()
-    with _Nudges.lock:
-        if now <= _Nudges.next_run:
-            return  # a run already scheduled starts after this commit and will see the ticket
-        _Nudges.next_run = max(now, _Nudges.next_run + _NUDGE_INTERVAL)
-        countdown = _Nudges.next_run - now
-    _enqueue(parse_backlog, countdown=countdown)
-
-
-def _enqueue(task: Any, *, expires: float = 60, **options: Any) -> None:
-    """Best effort: the ticket is already durable, and beat sweeps what a lost nudge misses."""
-    try:
-        task.apply_async(retry=False, expires=expires, **options)
-    except Exception:
-        logger.warning("could not enqueue %s", task.name, exc_info=True)
 
 
 @dataclass(frozen=True)
@@ -358,45 +215,3 @@ def ticket_reprocess(*, ticket_id: UUID) -> Ticket:
     tickets_parse(ticket_ids=[ticket_id], limit=1)
     ticket.refresh_from_db()
     return ticket
-
-
-def spool_drain() -> int | None:
-    """Move spooled tickets into the database, each exactly once; None if another drainer is at
-    work. Raises the database's error when it is still unreachable (the spool stays as it was)."""
-    metrics.spool_depth.set(spool.depth())
-    handed = spool.drain(_store_spooled)
-    metrics.spool_depth.set(spool.depth())
-    if handed:
-        logger.info("drained %s tickets from the spool", handed)
-        _nudge_parser()
-    return handed
-
-
-def _store_spooled(batch: list[spool.SpooledTicket]) -> None:
-    """Store spooled tickets; the ticket id makes a second store of a record a no-op. A ticket
-    whose idempotency key was taken meanwhile (the sender retried once the database was back)
-    is still stored, acknowledged as it was, without the key: never dropped."""
-    keys = {item.idempotency_key for item in batch if item.idempotency_key}
-    taken = dict(
-        Ticket.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", "id")
-    )
-    tickets = []
-    for item in batch:
-        key = item.idempotency_key
-        if key is not None and taken.setdefault(key, item.id) != item.id:
-            logger.warning(
-                "spooled ticket %s repeats the idempotency key of ticket %s; stored without it",
-                item.id,
-                taken[key],
-            )
-            key = None
-        tickets.append(
-            Ticket(
-                id=item.id,
-                raw=item.body,
-                sha256=hashlib.sha256(item.body).hexdigest(),
-                received_at=item.received_at,
-                idempotency_key=key,
-            )
-        )
-    Ticket.objects.bulk_create(tickets, ignore_conflicts=True)
