@@ -159,7 +159,7 @@ def _purchase_portable(code: str) -> tuple[Purchase, bool] | str:
     """The same decision in several statements, for databases without writes in CTEs (the
     embedded SQLite default, one process)."""
     attempt = CheckoutAttempt.objects.filter(code=code, outcome=Outcome.HELD).first()
-    if attempt is None or attempt.sale_id is None or attempt.expires_at is None:
+    if attempt is None or attempt.sale_id is None or attempt.item_id is None:
         return "code_not_found"
     earlier = Purchase.objects.filter(attempt=attempt).first()
     if earlier is not None:
@@ -167,7 +167,7 @@ def _purchase_portable(code: str) -> tuple[Purchase, bool] | str:
     limit = Sale.objects.values_list("user_limit", flat=True).get(pk=attempt.sale_id)
     with transaction.atomic():
         within_limit = _lock_buyer(attempt.sale_id, attempt.user_id, limit, add=1) is not None
-        if attempt.expires_at <= timezone.now():
+        if attempt.expires_at is None or attempt.expires_at <= timezone.now():
             transaction.set_rollback(True)
             return "code_expired"
         if not within_limit:

@@ -98,8 +98,8 @@ def decide(item: ItemInfo, user_id: str, now: datetime) -> Decision | None:
             return None
         run = _state.get().script(client, "checkout")
         keys = _keys(item.sale_id, user_id)
-        args = [item.id, user_id, new_code(), now_ms, expires_ms, item.user_limit]
-        args.append(KEY_LIFETIME_SECONDS)
+        args: list[str | int] = [item.id, user_id, new_code(), now_ms, expires_ms]
+        args += [item.user_limit, KEY_LIFETIME_SECONDS]
         answer = run(keys=keys, args=args, client=client)
         if answer[0] == b"cold":
             if not _rebuild(client, item.sale_id):
