@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAdminUser
@@ -160,6 +161,7 @@ class TicketDetailView(APIView):
 
 
 class TicketReprocessView(APIView):
+    authentication_classes = (SessionAuthentication,)
     permission_classes = (IsAdminUser,)
 
     @extend_schema(
