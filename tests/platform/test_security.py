@@ -131,3 +131,13 @@ def test_no_code_in_the_logs(api, caplog):
     api.post(f"/purchase?code={code}")
     assert "POST /purchase 200" in caplog.text
     assert code not in caplog.text
+
+
+@pytest.mark.smoke
+def test_only_failed_or_slow_requests_are_logged_below_debug(api, caplog, settings):
+    caplog.set_level("INFO", logger="requests")
+    api.get("/ping")
+    assert "GET /ping" not in caplog.text
+    settings.SLOW_REQUEST_SECONDS = 0
+    api.get("/ping")
+    assert "GET /ping 200" in caplog.text
