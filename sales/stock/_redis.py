@@ -40,11 +40,12 @@ _LUA = {
 
 
 class _FastPath:
-    """This process's view of Redis: its scripts and a circuit breaker. The sales whose Redis
-    state missed one of this process's writes are `stale`, and rebuilt before Redis decides
-    for them again."""
+    """This process's view of Redis: its client, its scripts and a circuit breaker. The sales
+    whose Redis state missed one of this process's writes are `stale`, and rebuilt before Redis
+    decides for them again."""
 
     def __init__(self) -> None:
+        self.client: Redis | None = None
         self.down_until = 0.0
         self.stale: set[int] = set()
         self.scripts: dict[str, Script] = {}
@@ -71,7 +72,9 @@ def _client(sale_id: int) -> Redis | None:
     if time.monotonic() < state.down_until:
         _trip(sale_id, "circuit_open")
         return None
-    client: Redis = get_redis_connection("stock")
+    if state.client is None:
+        state.client = get_redis_connection("stock")
+    client = state.client
     if sale_id in state.stale:
         # This process changed the sale while Redis was away: rebuild before trusting it.
         client.delete(_keys(sale_id)[0])
