@@ -102,6 +102,17 @@ def test_checkout_with_a_malformed_json_body_is_a_400_and_is_recorded(api):
 
 
 @pytest.mark.smoke
+def test_a_checkout_that_fails_in_this_code_is_a_500_and_is_recorded(api, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("sales.views.CheckoutInput.is_valid", broken)
+    response = api.post("/checkout?user_id=alice&id=1")
+    assert response.status_code == 500
+    assert outcomes("alice") == [Outcome.ERROR]
+
+
+@pytest.mark.smoke
 def test_checkout_of_an_unknown_item_is_a_404(api, path, open_sale):
     open_sale()
     response = checkout(api, "alice", 987654321)
