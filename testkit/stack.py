@@ -130,7 +130,7 @@ class Stack:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
         self.cluster = Cluster(self.workdir) if own_postgres else None
         self.admin_url = self.cluster.admin_url if self.cluster else admin_url
-        self.db_url = self.admin_url.rsplit("/", 1)[0] + f"/{name}"
+        self.db_url = self.admin_url.rsplit("/", 1)[0] + f"/{self.name}"
         self.redis = RedisServer()
         self.redis_url = self.redis.url
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
