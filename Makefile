@@ -13,10 +13,10 @@ TEST_ENV := DJANGO_ENV_FILE=/dev/null DATABASE_URL=$${TEST_DATABASE_URL:-postgre
 	DJANGO_SECRET_KEY=test-only DJANGO_ALLOWED_HOSTS=testserver,127.0.0.1,localhost \
 	DJANGO_SECURE_SSL_REDIRECT=false LOG_LEVEL=WARNING DB_POOL_SIZE=40
 
-.PHONY: help install run serve serve-granian migrate worker beat test test-smoke check lint fmt types fuzz audit up down
+.PHONY: help install run serve serve-gunicorn migrate worker beat test test-smoke check lint fmt types fuzz audit up down
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,14 +32,11 @@ run: install  ## install, migrate, create the demo admin, open this hour's sale,
 	$(MANAGE) start_sale --hourly
 	$(MAKE) --no-print-directory serve
 
-serve: install  ## gunicorn only, configured from the environment
-	$(BIN)/gunicorn -c config/gunicorn.py config.wsgi
+serve: install  ## granian, configured from the environment (config/serve.py)
+	$(BIN)/python -m config.serve
 
-serve-granian: install  ## granian instead of gunicorn: faster on this service (README "Performance")
-	PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$$(mktemp -d)} $(BIN)/granian \
-		--interface wsgi --no-ws --host $${APP_HOST:-127.0.0.1} --port $${APP_PORT:-8000} \
-		--workers $${WEB_WORKERS:-2} --blocking-threads $${WEB_THREADS:-4} \
-		--workers-kill-timeout 30 --log-level warning config.wsgi:application
+serve-gunicorn: install  ## gunicorn instead: only behind a buffering proxy such as nginx (README "Performance")
+	$(BIN)/gunicorn -c config/gunicorn.py config.wsgi
 
 migrate: install  ## apply migrations
 	$(MANAGE) migrate --no-input
@@ -88,9 +85,8 @@ locust: install  ## locust web UI on 127.0.0.1:8089 against LOCUST_HOST (default
 loadtest: install  ## headless locust on its own stack (LOADTEST_USERS, _SPAWN_RATE, _DURATION), then the invariants
 	$(BIN)/python loadtests/loadtest.py
 
-bench: install  ## wrk at 64 and 256 connections on its own stack, sale opening, backlog parse rate
-	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y wrk; }
+bench: install  ## wrk on a stack of its own: every endpoint beside /ping; BENCH_BASELINE=<git ref> for A/B
+	@command -v wrk >/dev/null || { echo "make bench needs wrk (Debian/Ubuntu: sudo apt-get install wrk; macOS: brew install wrk)" >&2; exit 1; }
 	$(BIN)/python loadtests/bench.py
 
 up:  ## the full stack in Docker (PostgreSQL, Redis, web, worker, beat, locust)

@@ -1,6 +1,10 @@
 """A throw-away local stack for load and fault runs: its own PostgreSQL database (on the
 machine's server, or in a cluster of its own that a fault run may stop), its own redis-server,
-gunicorn instances and Celery workers, all on spare ports of 127.0.0.1.
+web servers and Celery workers, all on spare ports of 127.0.0.1.
+
+The web server is the one `make serve` runs (granian), or `WEB_SERVER=gunicorn` for the one
+`make serve-gunicorn` runs. A stack serves this checkout's code, or another checkout's (`root`,
+with the Python of its virtualenv) for A/B benchmarks.
 
 Everything it starts, it stops (also on Ctrl-C). It never stops the machine's shared servers.
 """
@@ -124,6 +128,8 @@ class Stack:
             "LOADTEST_ADMIN_DB", "postgres://postgres@127.0.0.1:5432/postgres"
         ),
         extra_env: dict[str, str] | None = None,
+        root: Path = ROOT,
+        python: str = PYTHON,
     ) -> None:
         # The process id keeps two runs on one PostgreSQL server out of each other's database.
         self.name = f"{name}_{os.getpid()}"
@@ -131,6 +137,9 @@ class Stack:
         self.cluster = Cluster(self.workdir) if own_postgres else None
         self.admin_url = self.cluster.admin_url if self.cluster else admin_url
         self.db_url = self.admin_url.rsplit("/", 1)[0] + f"/{self.name}"
+        self.root = root
+        self.python = python
+        self.bin = Path(python).parent
         self.redis = RedisServer()
         self.redis_url = self.redis.url
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -192,7 +201,7 @@ class Stack:
         # A session of its own, so that a signal can reach a process and its children.
         self.processes[name] = subprocess.Popen(
             args,
-            cwd=ROOT,
+            cwd=self.root,
             env={**self.env, **(env or {})},
             stdout=log,
             stderr=log,
@@ -227,15 +236,17 @@ class Stack:
         workers: int = 2,
         threads: int = 4,
         port: int | None = None,
-        server: str = "gunicorn",
+        server: str | None = None,
     ) -> str:
-        """A web server (`gunicorn`, or `granian` as `make serve-granian` runs it) on a spare
-        port; returns its base URL once it answers."""
+        """A web server (`granian` or `gunicorn`, default `WEB_SERVER` or granian) on a spare
+        port, run as `make serve` or `make serve-gunicorn` runs it; returns its base URL once
+        it answers."""
         port = port or free_port()
         name = f"web-{port}"
+        server = server or os.environ.get("WEB_SERVER", "granian")
         command = {
-            "gunicorn": [str(BIN / "gunicorn"), "-c", "config/gunicorn.py", "config.wsgi"],
-            "granian": ["make", "--no-print-directory", "serve-granian"],
+            "granian": [self.python, "-m", "config.serve"],
+            "gunicorn": [str(self.bin / "gunicorn"), "-c", "config/gunicorn.py", "config.wsgi"],
         }[server]
         metrics = self.workdir / f"metrics-{port}"
         metrics.mkdir()
@@ -259,7 +270,7 @@ class Stack:
         self.spawn(
             name,
             [
-                str(BIN / "celery"), "-A", "config", "worker", "--loglevel=INFO",
+                str(self.bin / "celery"), "-A", "config", "worker", "--loglevel=INFO",
                 f"--concurrency={concurrency}", "-n", f"{name}@%h",
             ],
         )  # fmt: skip
@@ -274,15 +285,15 @@ class Stack:
         self.spawn(
             "beat",
             [
-                str(BIN / "celery"), "-A", "config", "beat", "--loglevel=INFO",
+                str(self.bin / "celery"), "-A", "config", "beat", "--loglevel=INFO",
                 "--schedule", str(self.workdir / "beat-schedule"),
             ],
         )  # fmt: skip
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(
-            [PYTHON, "manage.py", *args],
-            cwd=ROOT,
+            [self.python, "manage.py", *args],
+            cwd=self.root,
             env=self.env,
             capture_output=True,
             text=True,
