@@ -124,7 +124,7 @@ def test_sigterm_lets_a_request_in_flight_finish():
                 assert time.monotonic() < deadline, "the checkout never reached the database"
                 time.sleep(0.1)
             server.send_signal(signal.SIGTERM)
-            time.sleep(1)
+            time.sleep(3)
             assert server.poll() is None, "the server exited with a request in flight"
             db.rollback()
         checkout.join(timeout=30)
