@@ -1,25 +1,34 @@
 """`make bench`: throughput and latency of the service on this machine, measured with wrk.
 
-Starts a throw-away stack (`loadtests/stack.py`: a PostgreSQL database and a redis-server of its
-own, gunicorn, one Celery worker), then measures:
+Starts a throw-away stack (`testkit/stack.py`: a PostgreSQL database and a redis-server of its
+own, the web server `make serve` runs, one Celery worker), then measures:
 
-- checkout, purchase, ticket ingest and health, each at 64 and 256 connections: requests/s,
-  p50/p90/p99 and errors. Checkouts are first-time holds (a distinct buyer and a distinct item
-  per request; a 409 is an expected refusal, counted apart). Purchases spend the codes those
+- `/ping` (the framework floor: the server, Django and its middleware, no database), health,
+  checkout, purchase and ticket ingest, each at 64 and 256 connections: requests/s,
+  p50/p90/p99 and errors, and each endpoint's rate as a fraction of `/ping` at the same
+  connections. Checkouts are first-time holds (a distinct buyer and a distinct item per
+  request; a 409 is an expected refusal, counted apart). Purchases spend the codes those
   checkouts returned, each once, so they are real first-time purchases; the table says how many
   were (counted in the database), in case a cell outran its codes and repeated some;
 - the time to open a 10,000-item sale (`sales.services.sale_open`, in a subprocess);
 - the backlog parse rate of one worker: with the worker stopped, N distinct tickets are
   ingested, then one worker starts and the clock runs until none is `received`.
 
+A/B: with BENCH_BASELINE=<git ref>, a second stack serves that commit's code from a git worktree
+(with this checkout's virtualenv when both pin the same requirements, else a virtualenv of its
+own), and every cell runs against both stacks one after the other, the order alternating from
+cell to cell, so that both sides see the same machine; the table gives the ratio per cell.
+Both sides run the same server, `config/serve.py` of this checkout for granian. With
+BENCH_BASELINE_SERVER=gunicorn (and no BENCH_BASELINE), the same code under the other server.
+
 Writes `loadtests/results/bench.json` and `bench.md`, prints the table, and stops everything it
-started. Everything comes from one address, so the stack turns the rate limits off.
+started. Everything comes from one address, so the stacks turn the rate limits off.
 
 Environment (defaults): BENCH_DURATION (10s per cell), BENCH_CONNECTIONS (64,256),
 BENCH_WEB_WORKERS (2), BENCH_WEB_THREADS (4), BENCH_INSTANCES (1; 2 splits wrk's connections
-across two gunicorn instances and adds up), BENCH_SERVER (gunicorn; see SERVERS),
-BENCH_WORKER_CONCURRENCY (1), BENCH_BACKLOG (20000), BENCH_SALE_ITEMS (40000),
-BENCH_SALE_OPEN_RUNS (5), BENCH_TIMEOUT (900 s for the whole run).
+across two web servers and adds up), BENCH_SERVER (granian, or gunicorn), BENCH_BASELINE (none),
+BENCH_BASELINE_SERVER (BENCH_SERVER), BENCH_WORKER_CONCURRENCY (1), BENCH_BACKLOG (20000),
+BENCH_SALE_ITEMS (40000), BENCH_SALE_OPEN_RUNS (5), BENCH_TIMEOUT (1200 s for the whole run).
 """
 
 import bisect
@@ -32,8 +41,9 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +61,10 @@ from testkit.stack import PYTHON, Stack  # noqa: E402
 RESULTS = ROOT / "loadtests" / "results"
 LUA = ROOT / "loadtests" / "wrk" / "bench.lua"
 RECORD_SEPARATOR = b"\x1e"  # between tickets in a data file: tickets span several lines
+ENDPOINTS = ("ping", "health", "checkout", "purchase", "ticket")
 # Refusals the spec promises for well-formed requests: reported apart, not as errors.
-EXPECTED_REFUSALS = {"checkout": {409}, "purchase": set(), "ticket": set(), "health": set()}
+EXPECTED_REFUSALS = {"checkout": {409}}
+SERVERS = ("granian", "gunicorn")
 
 
 def say(message: str) -> None:
@@ -66,48 +78,42 @@ class Config:
     web_workers: int = 2
     web_threads: int = 4
     instances: int = 1
-    server: str = "gunicorn"
+    server: str = "granian"
+    baseline: str = ""
+    baseline_server: str = ""
     worker_concurrency: int = 1
     backlog: int = 20_000
     sale_items: int = 40_000
     sale_open_runs: int = 5
-    timeout: int = 900
+    timeout: int = 1200
 
     @classmethod
     def from_env(cls) -> "Config":
         env = os.environ.get
-        return cls(
+        server = env("BENCH_SERVER", "granian")
+        config = cls(
             duration=int(env("BENCH_DURATION", "10").removesuffix("s")),
             connections=tuple(int(c) for c in env("BENCH_CONNECTIONS", "64,256").split(",")),
             web_workers=int(env("BENCH_WEB_WORKERS", "2")),
             web_threads=int(env("BENCH_WEB_THREADS", "4")),
             instances=int(env("BENCH_INSTANCES", "1")),
-            server=env("BENCH_SERVER", "gunicorn"),
+            server=server,
+            baseline=env("BENCH_BASELINE", ""),
+            baseline_server=env("BENCH_BASELINE_SERVER", server),
             worker_concurrency=int(env("BENCH_WORKER_CONCURRENCY", "1")),
             backlog=int(env("BENCH_BACKLOG", "20000")),
             sale_items=int(env("BENCH_SALE_ITEMS", "40000")),
             sale_open_runs=int(env("BENCH_SALE_OPEN_RUNS", "5")),
-            timeout=int(env("BENCH_TIMEOUT", "900")),
+            timeout=int(env("BENCH_TIMEOUT", "1200")),
         )
+        for name in ("BENCH_SERVER", "BENCH_BASELINE_SERVER"):
+            if env(name, server) not in SERVERS:
+                raise SystemExit(f"{name}={env(name)!r}: one of {', '.join(SERVERS)}")
+        return config
 
-
-# -- servers --------------------------------------------------------------------------------
-
-
-def server_starter(server: str) -> Callable[[Stack, Config], str]:
-    def start(stack: Stack, config: Config) -> str:
-        return stack.start_web(
-            workers=config.web_workers, threads=config.web_threads, server=server
-        )
-
-    return start
-
-
-# A function per server that starts one instance on a spare port of 127.0.0.1 under the stack
-# (so that the stack stops it) and returns its base URL.
-SERVERS: dict[str, Callable[[Stack, Config], str]] = {
-    name: server_starter(name) for name in ("gunicorn", "granian")
-}
+    @property
+    def ab(self) -> bool:
+        return bool(self.baseline) or self.baseline_server != self.server
 
 
 # -- wrk ------------------------------------------------------------------------------------
@@ -226,7 +232,7 @@ def merge(endpoint: str, connections: int, outputs: list[dict[str, Any]]) -> Cel
         setattr(cell, f"{name}_ms", round(worst / 1000, 1))
     cell.rps = round(cell.rps, 1)
     cell.statuses = dict(sorted(statuses.items()))
-    expected = EXPECTED_REFUSALS[endpoint]
+    expected = EXPECTED_REFUSALS.get(endpoint, set())
     for status, count in statuses.items():
         if 200 <= int(status) < 400:
             cell.ok += count
@@ -257,8 +263,8 @@ print(json.dumps(seconds))
 def time_sale_open(stack: Stack, runs: int, items: int = 10_000) -> dict[str, Any]:
     """Several sales opened one after another in one process: the first pays for warming up."""
     result = subprocess.run(
-        [PYTHON, "-c", _SALE_OPEN.format(runs=runs, items=items)],
-        cwd=ROOT,
+        [stack.python, "-c", _SALE_OPEN.format(runs=runs, items=items)],
+        cwd=stack.root,
         env={**stack.env, "DJANGO_SETTINGS_MODULE": "config.settings"},
         capture_output=True,
         text=True,
@@ -319,7 +325,9 @@ def measure_backlog(
         if first is None and left < stored:
             first, first_left = time.monotonic(), left
     ended = time.monotonic()
-    statuses = dict(db.execute("SELECT status, count(*) FROM tickets_ticket GROUP BY status"))
+    statuses: dict[str, int] = dict(
+        db.execute("SELECT status, count(*) FROM tickets_ticket GROUP BY status")
+    )
     overall = (stored - left) / (ended - started)
     # From the first batch seen done to the last: the sustained rate, without the worker's boot.
     sustained = overall
@@ -338,80 +346,178 @@ def measure_backlog(
     }
 
 
+# -- the sides of a run ---------------------------------------------------------------------
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@contextlib.contextmanager
+def checkout_of(ref: str) -> Iterator[tuple[Path, str]]:
+    """The code tree of `ref` (a detached git worktree, removed afterwards) and the Python to
+    run it with. Without a ref, this checkout."""
+    if not ref:
+        yield ROOT, PYTHON
+        return
+    commit = git("rev-parse", "--verify", f"{ref}^{{commit}}")
+    tree = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
+    git("worktree", "add", "--detach", str(tree), commit)
+    try:
+        # Both sides run the same server: this checkout's launcher.
+        shutil.copy2(ROOT / "config" / "serve.py", tree / "config" / "serve.py")
+        python = PYTHON
+        requirements = "requirements.txt"
+        if (tree / requirements).read_bytes() != (ROOT / requirements).read_bytes():
+            say(f"{ref} pins other requirements: building a virtualenv for it")
+            subprocess.run([PYTHON, "-m", "venv", str(tree / ".venv")], check=True)
+            python = str(tree / ".venv" / "bin" / "python")
+            pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+            subprocess.run([*pip, "-r", str(tree / requirements)], check=True)
+        yield tree, python
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            git("worktree", "remove", "--force", str(tree))
+        shutil.rmtree(tree, ignore_errors=True)
+        git("worktree", "prune")
+
+
+@dataclass
+class Side:
+    """One stack under measurement, and what its cells have used up so far."""
+
+    label: str
+    server: str
+    stack: Stack
+    urls: list[str] = field(default_factory=list)
+    item_ids: list[int] = field(default_factory=list)
+    next_item: int = 0
+    codes: list[bytes] = field(default_factory=list)
+    purchase_cells: int = 0
+    cells: list[Cell] = field(default_factory=list)
+    sale_open: dict[str, Any] = field(default_factory=dict)
+    backlog: dict[str, Any] = field(default_factory=dict)
+    sale_id: int = 0
+
+    def prepare(self, config: Config) -> None:
+        self.urls = [
+            self.stack.start_web(
+                workers=config.web_workers, threads=config.web_threads, server=self.server
+            )
+            for _ in range(config.instances)
+        ]
+        say(f"{self.label}: {self.server} on {', '.join(self.urls)}; timing sale_open")
+        self.sale_open = time_sale_open(self.stack, config.sale_open_runs)
+        sale = self.stack.manage_json(
+            "start_sale", "--items", str(config.sale_items), "--user-limit", "10", "--ttl", "3600"
+        )
+        self.sale_id = sale["id"]
+        rows = self.stack.query(
+            "SELECT id FROM sales_item WHERE sale_id = %s ORDER BY id", [self.sale_id]
+        )
+        self.item_ids = [row[0] for row in rows]
+
+    def measure(
+        self, endpoint: str, conns: int, config: Config, tickets: list[bytes]
+    ) -> Cell | None:
+        """One cell. Checkout at 0 connections is the unmeasured pass (at 64) that only makes
+        codes for the purchase cells."""
+        say(f"{self.label}: {endpoint} at {conns or 64} connections for {config.duration}s")
+
+        def run(records: list[bytes] | None, **kw: Any) -> Cell:
+            return run_wrk(
+                self.urls, endpoint, conns or 64, config.duration, self.stack.workdir, records, **kw
+            )
+
+        with psycopg.connect(self.stack.db_url, autocommit=True) as db:
+            if endpoint == "checkout":
+                # Each cell starts on items no earlier cell has tried. wrk's threads advance
+                # unevenly through their share: the next cell starts past the furthest item
+                # tried, not after as many items as there were requests.
+                codes_file = self.stack.workdir / "codes"
+                items = [str(pk).encode() for pk in self.item_ids[self.next_item :]]
+                cell = run(items, codes_out=codes_file)
+                furthest = count(
+                    db,
+                    "SELECT max(item_id) FROM sales_checkoutattempt WHERE sale_id = %s",
+                    self.sale_id,
+                )
+                self.next_item = bisect.bisect_right(self.item_ids, furthest)
+                self.codes += codes_file.read_bytes().split()
+                cell.note = f"{cell.statuses.get('201', 0)} new holds"
+            elif endpoint == "purchase":
+                # The codes split between the cells; a code is spent once per cell.
+                share = len(self.codes) // len(config.connections)
+                n, self.purchase_cells = self.purchase_cells, self.purchase_cells + 1
+                before = count(db, "SELECT count(*) FROM sales_purchase")
+                cell = run(self.codes[n * share : (n + 1) * share])
+                first_time = count(db, "SELECT count(*) FROM sales_purchase") - before
+                cell.note = f"{first_time} first-time purchases of {share} codes"
+                if first_time < cell.ok:
+                    cell.note += f", {cell.ok - first_time} repeats (200, idempotent)"
+            elif endpoint == "ticket":
+                cell = run(tickets)
+                cell.note = f"{len(tickets)} distinct tickets, reused when exhausted"
+            else:
+                cell = run(None)
+        say(f"  {cell.rps} req/s, p99 {cell.p99_ms} ms, statuses {cell.statuses}")
+        for sample in cell.samples[:3]:
+            say(f"  e.g. {sample}")
+        if not conns:
+            return None
+        self.cells.append(cell)
+        return cell
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "server": self.server,
+            "cells": [asdict(cell) for cell in self.cells],
+            "sale_open": self.sale_open,
+            "backlog": self.backlog,
+        }
+
+
+def plan(connections: tuple[int, ...]) -> list[tuple[str, int]]:
+    cells = [(endpoint, c) for endpoint in ("ping", "health", "checkout") for c in connections]
+    cells.append(("checkout", 0))
+    return cells + [(endpoint, c) for endpoint in ("purchase", "ticket") for c in connections]
+
+
 # -- the run --------------------------------------------------------------------------------
 
 
 def bench(config: Config) -> dict[str, Any]:
-    if config.server not in SERVERS:
-        raise SystemExit(f"BENCH_SERVER={config.server!r}: one of {', '.join(SERVERS)}")
     started = time.monotonic()
     load_before = os.getloadavg()
-    with Stack("flashsale_bench") as stack:
-        urls = [SERVERS[config.server](stack, config) for _ in range(config.instances)]
-        say(f"stack up: {', '.join(urls)}; timing sale_open")
-        sale_open = time_sale_open(stack, config.sale_open_runs)
-        sale = stack.manage_json(
-            "start_sale", "--items", str(config.sale_items), "--user-limit", "10", "--ttl", "3600"
-        )
-        db = psycopg.connect(stack.db_url, autocommit=True)
-        item_ids = [
-            row[0]
-            for row in db.execute(
-                "SELECT id FROM sales_item WHERE sale_id = %s ORDER BY id", (sale["id"],)
-            )
-        ]
-        items = [str(pk).encode() for pk in item_ids]
-        factory = TicketFactory(seed=1)
-        tickets = [factory.make().body for _ in range(30_000)]
-        cells: list[Cell] = []
-
-        def measure(endpoint: str, conns: int, records: list[bytes] | None, **kw: Any) -> Cell:
-            say(f"{endpoint} at {conns} connections for {config.duration}s")
-            cell = run_wrk(urls, endpoint, conns, config.duration, stack.workdir, records, **kw)
-            say(f"  {cell.rps} req/s, p99 {cell.p99_ms} ms, statuses {cell.statuses}")
-            for sample in cell.samples[:3]:
-                say(f"  e.g. {sample}")
-            return cell
-
-        for conns in config.connections:
-            cells.append(measure("health", conns, None))
-
-        # Checkouts: each cell starts on items no earlier cell has tried.
-        codes: list[bytes] = []
-        next_item = 0
-        codes_file = stack.workdir / "codes"
-        for conns in [*config.connections, 0]:
-            # The last pass (0) is not measured: it only makes codes for the purchase cells.
-            cell = measure("checkout", conns or 64, items[next_item:], codes_out=codes_file)
-            # wrk's threads advance unevenly through their share: the next cell starts past
-            # the furthest item tried, not after as many items as there were requests.
-            furthest = count(
-                db, "SELECT max(item_id) FROM sales_checkoutattempt WHERE sale_id = %s", sale["id"]
-            )
-            next_item = bisect.bisect_right(item_ids, furthest)
-            codes += codes_file.read_bytes().split()
-            cell.note = f"{cell.statuses.get('201', 0)} new holds"
-            if conns:
-                cells.append(cell)
-
-        # Purchases: the codes split between the cells; a code is spent once per cell.
-        share = len(codes) // len(config.connections)
-        for n, conns in enumerate(config.connections):
-            before = count(db, "SELECT count(*) FROM sales_purchase")
-            cell = measure("purchase", conns, codes[n * share : (n + 1) * share])
-            first_time = count(db, "SELECT count(*) FROM sales_purchase") - before
-            cell.note = f"{first_time} first-time purchases of {share} codes"
-            if first_time < cell.ok:
-                cell.note += f", {cell.ok - first_time} repeats (200, idempotent)"
-            cells.append(cell)
-
-        for conns in config.connections:
-            cell = measure("ticket", conns, tickets)
-            cell.note = f"{len(tickets)} distinct tickets, reused when exhausted"
-            cells.append(cell)
-
-        backlog = measure_backlog(stack, db, urls, config)
-        db.close()
+    factory = TicketFactory(seed=1)
+    tickets = [factory.make().body for _ in range(30_000)]
+    here = git("describe", "--always", "--dirty")
+    with contextlib.ExitStack() as resources:
+        enter = resources.enter_context
+        sides = [Side(f"{here}/{config.server}", config.server, enter(Stack("bench_a")))]
+        if config.ab:
+            tree, python = enter(checkout_of(config.baseline))
+            there = here
+            if config.baseline:
+                there = git("rev-parse", "--short", f"{config.baseline}^{{commit}}")
+            stack = enter(Stack("bench_b", root=tree, python=python))
+            server = config.baseline_server
+            sides.append(Side(f"{there}/{server}", server, stack))
+        for side in sides:
+            side.prepare(config)
+        for n, (endpoint, conns) in enumerate(plan(config.connections)):
+            # Alternate which side goes first, so that neither always runs on a warmer machine.
+            order = range(len(sides)) if n % 2 == 0 else reversed(range(len(sides)))
+            cells = {i: sides[i].measure(endpoint, conns, config, tickets) for i in order}
+            if len(cells) == 2 and (a := cells[0]) and (b := cells[1]):
+                say(f"  {endpoint} at {conns}: A / B = {ratio(a.rps, b.rps)}")
+        for side in sides:
+            with psycopg.connect(side.stack.db_url, autocommit=True) as db:
+                side.backlog = measure_backlog(side.stack, db, side.urls, config)
+            say(f"{side.label}: backlog parsed at {side.backlog['parse_rate_per_s']}/s")
     return {
         "config": asdict(config),
         "machine": {
@@ -420,50 +526,81 @@ def bench(config: Config) -> dict[str, Any]:
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
         },
-        "cells": [asdict(cell) for cell in cells],
-        "sale_open": sale_open,
-        "backlog": backlog,
+        "sides": [side.result() for side in sides],
         "seconds": round(time.monotonic() - started),
     }
 
 
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "-"
+
+
 def markdown(result: dict[str, Any]) -> str:
-    config, machine = result["config"], result["machine"]
+    config, machine, sides = result["config"], result["machine"], result["sides"]
+    servers = " vs ".join(f"{side['label']} ({side['server']})" for side in sides)
     lines = [
-        f"wrk, {config['duration']} s per cell; {config['instances']} x {config['server']} "
-        f"({config['web_workers']} workers x {config['web_threads']} threads), "
+        f"wrk, {config['duration']} s per cell; {servers}: {config['instances']} x "
+        f"({config['web_workers']} workers x {config['web_threads']} threads); "
         f"{machine['cpus']} CPUs, load average {machine['load_average_before'][0]} before, "
         f"{machine['load_average_after'][0]} after",
         "",
-        "| endpoint | conns | req/s | p50 ms | p90 ms | p99 ms | 2xx | expected 409 | errors "
-        "| notes |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for c in result["cells"]:
-        refusals = c["expected_refusals"] if c["endpoint"] == "checkout" else "-"
+    floors = [
+        {c["connections"]: c["rps"] for c in side["cells"] if c["endpoint"] == "ping"}
+        for side in sides
+    ]
+
+    def figures(side: int, c: dict[str, Any]) -> str:
+        floor = ratio(c["rps"], floors[side].get(c["connections"], 0))
+        return f"{c['rps']:,.0f} | {c['p50_ms']} / {c['p99_ms']} | {floor} | {c['errors']}"
+
+    if len(sides) == 1:
+        lines += [
+            "| endpoint | conns | req/s | p50 / p99 ms | vs /ping | errors | 2xx | notes |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for c in sides[0]["cells"]:
+            lines.append(
+                f"| {c['endpoint']} | {c['connections']} | {figures(0, c)} | {c['ok']:,} "
+                f"| {c['note']} |"
+            )
+    else:
+        lines += [
+            f"A: {sides[0]['label']}; B: {sides[1]['label']}",
+            "",
+            "| endpoint | conns | A req/s | p50 / p99 ms | vs /ping | errors "
+            "| B req/s | p50 / p99 ms | vs /ping | errors | A / B |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for ca, cb in zip(sides[0]["cells"], sides[1]["cells"], strict=True):
+            lines.append(
+                f"| {ca['endpoint']} | {ca['connections']} | {figures(0, ca)} | {figures(1, cb)} "
+                f"| **{ratio(ca['rps'], cb['rps'])}** |"
+            )
+    lines.append("")
+    for side in sides:
+        opening, backlog = side["sale_open"], side["backlog"]
+        lines += [
+            f"{side['label']}: opening a {opening['items']:,}-item sale: min {opening['min_s']} s, "
+            f"median {opening['median_s']} s over {len(opening['runs_s'])} runs. Backlog: "
+            f"{backlog['tickets']:,} tickets parsed by one worker "
+            f"({backlog['worker_processes']} process) at {backlog['parse_rate_per_s']:,} "
+            f"tickets/s sustained ({backlog['overall_rate_per_s']:,}/s from the worker's start); "
+            f"outcome {backlog['statuses']}"
+            + ("" if backlog["drained"] else " — NOT DRAINED within 300 s"),
+            "",
+        ]
+    if len(sides) == 2:
+        a, b = (side["backlog"]["parse_rate_per_s"] for side in sides)
         lines.append(
-            f"| {c['endpoint']} | {c['connections']} | {c['rps']:,.0f} | {c['p50_ms']} "
-            f"| {c['p90_ms']} | {c['p99_ms']} | {c['ok']:,} | {refusals} | {c['errors']} "
-            f"| {c['note']} |"
+            f"Backlog parse rate, {sides[0]['label']} / {sides[1]['label']}: **{ratio(a, b)}**"
         )
-    opening, backlog = result["sale_open"], result["backlog"]
-    lines += [
-        "",
-        f"Opening a {opening['items']:,}-item sale: min {opening['min_s']} s, median "
-        f"{opening['median_s']} s over {len(opening['runs_s'])} runs ({opening['runs_s']}).",
-        "",
-        f"Backlog: {backlog['tickets']:,} tickets parsed by one worker "
-        f"({backlog['worker_processes']} process) at {backlog['parse_rate_per_s']:,} tickets/s "
-        f"sustained; {backlog['seconds_from_worker_start']} s from the worker's start "
-        f"({backlog['overall_rate_per_s']:,}/s overall); outcome {backlog['statuses']}"
-        + ("" if backlog["drained"] else " — NOT DRAINED within 300 s"),
-    ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     config = Config.from_env()
-    # The whole run is bounded: past the deadline, the stack is torn down and we exit.
+    # The whole run is bounded: past the deadline, the stacks are torn down and we exit.
     signal.signal(signal.SIGALRM, lambda *_: sys.exit("bench: out of time"))
     signal.alarm(config.timeout)
     result = bench(config)
@@ -473,12 +610,12 @@ def main() -> int:
     (RESULTS / "bench.md").write_text(table)
     say("\n" + table)
     say(f"written: {RESULTS / 'bench.json'}, {RESULTS / 'bench.md'} ({result['seconds']} s)")
-    errors = sum(cell["errors"] for cell in result["cells"])
+    errors = sum(cell["errors"] for side in result["sides"] for cell in side["cells"])
     if errors:
         say(
             f"WARNING: {errors} unexpected answers or socket errors; see the statuses in bench.json"
         )
-    return 0 if result["backlog"]["drained"] else 1
+    return 0 if all(side["backlog"]["drained"] for side in result["sides"]) else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 -- One wrk script for every benchmark cell; `make bench` (loadtests/bench.py) drives it.
 --
--- WRK_ENDPOINT  health | checkout | purchase | ticket
+-- WRK_ENDPOINT  ping | health | checkout | purchase | ticket
 -- WRK_DATA      records for the endpoint: item ids or codes one a line, or tickets separated
 --               by the ASCII record separator (tickets span several lines)
 -- WRK_THREADS   the -t given to wrk, so that threads take disjoint records
@@ -67,7 +67,9 @@ function request()
       -- would close connections whose last request the server may not have read yet.
       return ping
    end
-   if endpoint == "health" then
+   if endpoint == "ping" then
+      return ping
+   elseif endpoint == "health" then
       return health
    elseif endpoint == "checkout" then
       local item, position = next_record()
