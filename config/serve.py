@@ -1,11 +1,12 @@
 """The web server: granian serving `config.wsgi`, configured from the environment.
 
 `python -m config.serve` is what `make serve`, the Docker image and the throw-away stacks run.
-Granian reads each request's headers and body in its Rust event loop and hands a Python thread
-only complete requests, so clients that send slowly hold a socket, never a thread: 64 of them
-trickling headers a byte a second leave checkouts answering (tests/platform/test_server.py).
-gunicorn's gthread workers give each connection a thread while they read it, which is why
-`make serve-gunicorn` needs a buffering proxy in front (README "Performance").
+Granian reads request headers in its Rust event loop and hands a request to a Python thread only
+once its headers are complete, so clients that send headers slowly hold a socket, never a
+thread: 64 of them trickling headers a byte a second leave checkouts answering
+(tests/platform/test_server.py). gunicorn's gthread workers give a connection a thread while
+they read its headers, which is why `make serve-gunicorn` needs a buffering proxy in front. A
+request body is read by the thread as it arrives, under either server: README "Performance".
 
 Graceful shutdown: on SIGTERM or Ctrl-C the main process stops accepting and lets each worker
 finish its in-flight requests for up to `WORKERS_KILL_TIMEOUT` seconds before killing it. A

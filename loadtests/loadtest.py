@@ -1,8 +1,8 @@
 """`make loadtest`: the locust scenarios, headless, against a throw-away stack; then the invariants.
 
-Self-contained on purpose: it starts its own stack (`loadtests/stack.py`: a PostgreSQL database
-and a redis-server of its own, gunicorn, one Celery worker), opens a sale, runs locust for a set
-time, waits for the ticket backlog to be parsed, and checks from the database:
+Self-contained on purpose: it starts its own stack (`testkit/stack.py`: a PostgreSQL database
+and a redis-server of its own, the web server, one Celery worker), opens a sale, runs locust for
+a set time, waits for the ticket backlog to be parsed, and checks from the database:
 
 - every sale touched: `sale_report`'s invariants (no oversell, user limit, one purchase per item);
 - every checkout request left one CheckoutAttempt row; every purchase answered 200 is stored;

@@ -1,6 +1,6 @@
 """The flash-sale rush, end to end over HTTP, and its invariants checked afterwards.
 
-Two gunicorn instances on two ports (2 worker processes each) share one PostgreSQL database and
+Two web server instances on two ports (2 worker processes each) share one PostgreSQL database and
 one redis-server, both the run's own. 300 concurrent buyers (a buyer who reaches the limit makes
 room for a new one) rush a 1,000-item sale with limit 3 and TTL 3 s, abandoning a third of their
 holds. Then `sale_report` must show exactly 1,000 sold, nobody over 3 and every invariant true,

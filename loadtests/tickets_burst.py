@@ -1,7 +1,7 @@
 """Ticket bursts against a throw-away stack: the "done when" of the tickets webhook.
 
-Starts its own PostgreSQL cluster (initdb into a temporary directory, on a spare port), gunicorn
-(`config/gunicorn.py`) and one Celery worker, all on 127.0.0.1, then runs three bursts:
+Starts its own PostgreSQL cluster (initdb into a temporary directory, on a spare port), the web
+server and one Celery worker, all on 127.0.0.1, then runs three bursts:
 
 1. `hey -n 20000 -c 64` posting the sample ticket: zero errors, 20,000 stored tickets, 1 parsed
    and 19,999 duplicates;
@@ -322,7 +322,7 @@ def main() -> int:
     with Stack("tickets_burst", own_postgres=True) as stack:
         url = stack.start_web(workers=args.web_workers)
         stack.start_worker()
-        say(f"stack: PostgreSQL of its own, gunicorn {url} ({args.web_workers} workers), "
+        say(f"stack: PostgreSQL of its own, web server {url} ({args.web_workers} workers), "
             f"1 Celery worker, {os.cpu_count()} CPUs")  # fmt: skip
         outcomes = {"hey": scenario_hey(stack, url, args)}
         reset(stack)

@@ -1,4 +1,4 @@
-"""Faults during a rush, over real gunicorn processes, with a redis-server of the test's own."""
+"""Faults during a rush, over real web server processes, with a redis-server of the test's own."""
 
 import subprocess
 import threading

@@ -1,4 +1,4 @@
-"""Faults during ticket bursts, over real gunicorn and Celery processes, with a PostgreSQL
+"""Faults during ticket bursts, over real web server and Celery processes, with a PostgreSQL
 cluster and a redis-server (cache and broker) of the test's own."""
 
 import asyncio
