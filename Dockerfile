@@ -32,6 +32,7 @@ USER app
 EXPOSE 8000
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request,os; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"APP_PORT\"]}/ping', timeout=2)"
-# granian (config/serve.py): slow clients cannot hold its threads. For gunicorn, put a
-# buffering proxy in front and run: gunicorn -c config/gunicorn.py config.wsgi
+# granian (config/serve.py): clients sending slow headers cannot hold its threads. Either
+# server belongs behind a buffering proxy on the internet (README "Performance"); gunicorn is
+# `gunicorn -c config/gunicorn.py config.wsgi`.
 CMD ["python", "-m", "config.serve"]
