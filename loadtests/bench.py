@@ -61,7 +61,6 @@ from testkit.stack import PYTHON, Stack  # noqa: E402
 RESULTS = ROOT / "loadtests" / "results"
 LUA = ROOT / "loadtests" / "wrk" / "bench.lua"
 RECORD_SEPARATOR = b"\x1e"  # between tickets in a data file: tickets span several lines
-ENDPOINTS = ("ping", "health", "checkout", "purchase", "ticket")
 # Refusals the spec promises for well-formed requests: reported apart, not as errors.
 EXPECTED_REFUSALS = {"checkout": {409}}
 SERVERS = ("granian", "gunicorn")
