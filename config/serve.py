@@ -28,7 +28,8 @@ def metrics_dir() -> str:
     """prometheus_client's multiprocess mode: every worker writes its metrics to files in one
     directory, and /metrics (or APP_METRICS_PORT) adds them up. The files of an earlier run
     would be added up too, so the directory starts empty."""
-    path = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="metrics-"))
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path, exist_ok=True)
     return path
