@@ -61,7 +61,7 @@ def main() -> None:
         backlog=2048,
         respawn_failed_workers=True,
         workers_kill_timeout=WORKERS_KILL_TIMEOUT,
-        # The request log middleware writes one structured line per request.
+        # The request middleware logs failed and slow requests itself.
         log_level=LogLevels.warning,
     )
     server.on_startup(serve_metrics_port)
