@@ -1,7 +1,7 @@
 import pytest
 from django.test import Client
 
-from tests.tickets.conftest import SAMPLE
+from testkit.tickets import SAMPLE
 from tickets import services
 from tickets.models import Order, Ticket
 

@@ -5,7 +5,7 @@ from unittest import mock
 import pytest
 from rest_framework.test import APIClient
 
-from tests.tickets.conftest import SAMPLE, ticket_bytes
+from testkit.tickets import SAMPLE, ticket_bytes
 from tickets import services
 from tickets.models import Ticket
 from tickets.views import TicketPagination

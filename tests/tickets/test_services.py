@@ -5,7 +5,7 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from tests.tickets.conftest import SAMPLE, ticket_bytes
+from testkit.tickets import SAMPLE, ticket_bytes
 from tickets import services
 from tickets.exceptions import TicketNotFound, TicketNotReprocessable
 from tickets.models import Order, OrderLine, Product, ProductPrice, Ticket

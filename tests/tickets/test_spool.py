@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.tickets.conftest import SAMPLE, ticket_bytes
+from testkit.tickets import SAMPLE, ticket_bytes
 from tickets import services, spool
 from tickets.exceptions import IdempotencyKeyReused
 from tickets.models import Ticket

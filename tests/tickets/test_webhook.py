@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from tests.tickets.conftest import SAMPLE
+from testkit.tickets import SAMPLE
 from tickets import services
 from tickets.exceptions import TicketTooLarge
 from tickets.models import Ticket

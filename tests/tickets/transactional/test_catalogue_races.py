@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from tests.tickets.conftest import ticket_bytes
+from testkit.tickets import ticket_bytes
 from tickets import services
 from tickets.models import Order, OrderLine, Product, ProductPrice, Ticket
 
