@@ -52,11 +52,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-# The locustfile's ticket generator is reused; locust must not monkey-patch this process.
-os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")
-
-from loadtests.locustfile import TicketFactory  # noqa: E402
 from testkit.stack import PYTHON, Stack  # noqa: E402
+from testkit.tickets import TicketFactory  # noqa: E402
 
 RESULTS = ROOT / "loadtests" / "results"
 LUA = ROOT / "loadtests" / "wrk" / "bench.lua"

@@ -11,9 +11,9 @@ a set time, waits for the ticket backlog to be parsed, and checks from the datab
 - no 5xx answer.
 
 Exits 1 if one is broken. Reports (CSV, HTML, the error log, a JSON summary) go to
-`loadtests/results/loadtest*`. To load a service that is already running, use locust directly
-(`make locust`, or `locust -f loadtests/locustfile.py --headless ...`): without its database
-there is nothing to check the invariants against.
+`loadtests/results/loadtest*` (or LOADTEST_RESULTS). To load a service that is already running,
+use locust directly (`make locust`, or `locust -f loadtests/locustfile.py --headless ...`):
+without its database there is nothing to check the invariants against.
 
 Environment (defaults): LOADTEST_USERS (200), LOADTEST_SPAWN_RATE (50), LOADTEST_DURATION (60s),
 LOADTEST_CLASSES (all: FlashSaleBuyer and Till, 4:1), LOADTEST_ITEMS (10000),
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from testkit.stack import BIN, Stack  # noqa: E402
 
-RESULTS = ROOT / "loadtests" / "results"
+RESULTS = Path(os.environ.get("LOADTEST_RESULTS") or ROOT / "loadtests" / "results")
 
 
 def seconds(duration: str) -> int:

@@ -15,22 +15,24 @@ Tags select behaviours inside a class (`--exclude-tags stale-code`); pick classe
 with the class picker, since a class left without tasks by `--tags` cannot start.
 """
 
-import csv
 import io
 import itertools
 import json
 import os
 import random
+import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from locust import HttpUser, between, events, tag, task
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from testkit.tickets import GeneratedTicket, TicketFactory
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ITEMS_PAGE_SIZE = int(os.environ.get("LOCUST_ITEMS_PAGE_SIZE", "200"))
@@ -115,141 +117,6 @@ def unexpected(response: Any, reason: str) -> None:
 
 def elapsed_ms(response: Any) -> float:
     return response.request_meta["response_time"] if response.request_meta else 0.0
-
-
-# -- tickets ------------------------------------------------------------------------------
-
-_DISHES = [
-    "Café",
-    "Café allongé",
-    "Cappuccino",
-    "Thé vert",
-    "Chocolat chaud",
-    "Jus d'orange pressé",
-    "Eau minérale 50cl",
-    "Limonade artisanale",
-    "Croissant",
-    "Pain au chocolat",
-    "Baguette tradition",
-    "Pain aux céréales",
-    "Quiche lorraine",
-    "Salade César",
-    "Sandwich jambon-beurre",
-    "Panini tomate, mozzarella",
-    "Croque-monsieur",
-    "Soupe du jour",
-    "Formule(s) midi",
-    "Plat du jour",
-    "Tarte aux pommes",
-    "Éclair au café",
-    "Cookie pépites de chocolat",
-    "Muffin myrtille",
-    "Yaourt nature",
-    "Fromage blanc, coulis",
-]
-_SIZES = ["", " (petit)", " (grand)", " x2", " à emporter"]
-_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-_MALFORMATIONS = (
-    "missing_total",
-    "unreadable_price",
-    "missing_product_id",
-    "no_products",
-    "not_utf8",
-    "negative_vat",
-)
-
-
-@dataclass(frozen=True)
-class Product:
-    product_id: str
-    name: str
-    price: Decimal
-
-
-@dataclass(frozen=True)
-class GeneratedTicket:
-    body: bytes
-    malformed: str | None  # which malformation, None for a well-formed ticket
-
-
-def product_catalogue(rng: random.Random) -> list[Product]:
-    """A shop's products: stable short ids and names, prices in cents."""
-    ids: set[str] = set()
-    products = []
-    for dish, size in itertools.product(_DISHES, _SIZES):
-        product_id = "".join(rng.choices(_ID_CHARS, k=4))
-        while product_id in ids:
-            product_id = "".join(rng.choices(_ID_CHARS, k=4))
-        ids.add(product_id)
-        cents = rng.randint(80, 2500)
-        products.append(Product(product_id, dish + size, Decimal(cents) / 100))
-    return products
-
-
-class TicketFactory:
-    """Till tickets in the webhook's format; `malformed_rate` of them are rejected by design.
-
-    Order numbers never repeat within a factory, so no two tickets are duplicates.
-    """
-
-    def __init__(self, seed: int | None = None, malformed_rate: float = MALFORMED_RATE) -> None:
-        self.rng = random.Random(seed)
-        self.malformed_rate = malformed_rate
-        self.products = product_catalogue(self.rng)
-        self.till = self.rng.randint(1, 40)
-        self.orders = itertools.count(self.rng.randrange(10**8, 9 * 10**8, 10**4))
-
-    def make(self) -> GeneratedTicket:
-        rng = self.rng
-        lines = rng.sample(self.products, k=min(len(self.products), rng.randint(1, 8)))
-        # Prices drift a little between tickets so the catalogue records price changes.
-        prices = [
-            p.price if rng.random() < 0.9 else p.price + Decimal(rng.randint(-20, 40)) / 100
-            for p in lines
-        ]
-        prices = [max(price, Decimal("0.10")) for price in prices]
-        total = sum(prices, Decimal("0"))
-        if rng.random() < 0.02:  # a till that rounds badly: kept, flagged as an anomaly
-            total += Decimal("0.01")
-        vat = (total / 6).quantize(Decimal("0.01"))  # 20 % VAT included in the total
-        malformed = rng.choice(_MALFORMATIONS) if rng.random() < self.malformed_rate else None
-
-        header = [f"Order: {next(self.orders)}", f"VAT: {vat}", f"Total: {total}"]
-        if rng.random() < 0.3:
-            header.append(f"Till: {self.till}")
-        if malformed == "missing_total":
-            header = [h for h in header if not h.startswith("Total:")]
-        if malformed == "negative_vat":
-            header[1] = f"VAT: -{vat}"
-
-        table = io.StringIO()
-        writer = csv.writer(table, lineterminator="\n")
-        writer.writerow(["product", "product_id", "price"])
-        if malformed != "no_products":
-            for index, (product, price) in enumerate(zip(lines, prices, strict=True)):
-                text = _price_text(price, rng)
-                product_id = product.product_id
-                if index == 0 and malformed == "unreadable_price":
-                    text = rng.choice(["1O.50", "12.5.0", "€3", "n/a"])
-                if index == 0 and malformed == "missing_product_id":
-                    product_id = ""
-                writer.writerow([product.name, product_id, text])
-
-        text = "\n".join(header) + "\n\n" + table.getvalue()
-        newline = "\r\n" if rng.random() < 0.1 else "\n"
-        text = text.replace("\n", newline)
-        # A till with a Latin-1 code page: "é" as one byte, which is not UTF-8.
-        body = text.encode("latin-1" if malformed == "not_utf8" else "utf-8", "replace")
-        if malformed == "not_utf8" and body.isascii():
-            body += "Merci, à bientôt\n".encode("latin-1")
-        return GeneratedTicket(body, malformed)
-
-
-def _price_text(price: Decimal, rng: random.Random) -> str:
-    """Tills write whole prices without decimals ("2") and others with two ("14.90")."""
-    if price == price.to_integral_value() and rng.random() < 0.5:
-        return str(int(price))
-    return f"{price:.2f}"
 
 
 # -- the users ----------------------------------------------------------------------------
@@ -405,7 +272,7 @@ class Till(HttpUser):
     wait_time = between(1, 5)
 
     def on_start(self) -> None:
-        self.tickets = TicketFactory()
+        self.tickets = TicketFactory(malformed_rate=MALFORMED_RATE)
 
     @tag("tickets")
     @task

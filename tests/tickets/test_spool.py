@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from testkit.http import run_threads
 from testkit.tickets import SAMPLE, ticket_bytes
 from tickets import services, spool
 from tickets.exceptions import IdempotencyKeyReused
@@ -118,7 +119,7 @@ def test_appends_racing_a_drainer_are_all_handed_over_exactly_once():
     appended: list[uuid.UUID] = []
     writing = threading.Event()
 
-    def writer():
+    def writer(_: int) -> None:
         for _ in range(150):
             item = record()
             spool.append(item)
@@ -128,16 +129,15 @@ def test_appends_racing_a_drainer_are_all_handed_over_exactly_once():
         while writing.is_set():
             spool.drain(lambda batch: handed.extend(t.id for t in batch))
 
-    writers = [threading.Thread(target=writer) for _ in range(4)]
     writing.set()
-    drain_thread = threading.Thread(target=drainer)
+    drain_thread = threading.Thread(target=drainer, daemon=True)
     drain_thread.start()
-    for thread in writers:
-        thread.start()
-    for thread in writers:
-        thread.join()
-    writing.clear()
-    drain_thread.join()
+    try:
+        run_threads(4, writer, timeout=60)
+    finally:
+        writing.clear()
+        drain_thread.join(timeout=60)
+    assert not drain_thread.is_alive(), "the drainer is stuck"
     spool.drain(lambda batch: handed.extend(t.id for t in batch))
     assert len(handed) == len(set(handed)) == 600
     assert set(handed) == set(appended)
