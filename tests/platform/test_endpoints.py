@@ -7,6 +7,8 @@ import pytest
 import yaml
 from django.conf import settings
 
+from tests.metrics import sample
+
 pytestmark = pytest.mark.django_db
 
 
@@ -71,7 +73,9 @@ def test_ping_touches_no_backend(api, django_assert_num_queries):
 
 @pytest.mark.smoke
 def test_metrics_are_prometheus_text(api):
+    pings = sample("django_http_requests_total_by_method_total", method="GET")
     api.get("/ping")
+    assert sample("django_http_requests_total_by_method_total", method="GET") - pings == 1
     response = api.get("/metrics")
     assert response.status_code == 200
     text = response.content.decode()

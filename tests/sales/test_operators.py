@@ -3,6 +3,7 @@
 import pytest
 
 from sales.services import checkout_create
+from tests.metrics import sample
 
 pytestmark = pytest.mark.django_db
 
@@ -44,10 +45,17 @@ def test_admin_is_for_staff_only(client):
 def test_metrics_count_outcomes_and_available_items(api, open_sale):
     sale = open_sale(items=3)
     item = sale.items.first()
-    api.post(f"/checkout?user_id=ann&id={item.pk}")
+    outcomes = ("held", "item_reserved", "user_limit_reached")
+    before = {outcome: sample("sales_checkout_total", outcome=outcome) for outcome in outcomes}
+    purchased = sample("sales_purchase_total", outcome="purchased")
+    code = api.post(f"/checkout?user_id=ann&id={item.pk}").json()["code"]
     api.post(f"/checkout?user_id=bob&id={item.pk}")
+    api.post(f"/checkout?user_id=cid&id={item.pk}")
+    api.post(f"/purchase?code={code}")
+    moved = {outcome: sample("sales_checkout_total", outcome=outcome) - before[outcome]
+             for outcome in outcomes}  # fmt: skip
+    assert moved == {"held": 1, "item_reserved": 2, "user_limit_reached": 0}
+    assert sample("sales_purchase_total", outcome="purchased") - purchased == 1
     text = api.get("/metrics").content.decode()
-    assert 'sales_checkout_total{outcome="held"}' in text
-    assert 'sales_checkout_total{outcome="item_reserved"}' in text
     assert f'sales_available_items{{sale="{sale.pk}"}} 2.0' in text
     assert "django_http_requests_latency_seconds_by_view_method" in text

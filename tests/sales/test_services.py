@@ -15,6 +15,7 @@ from sales.services import checkout_create, purchase_complete, sale_open, sale_o
 from sales.stock import _attempts
 from sales.stock._redis import CIRCUIT_OPEN_SECONDS
 from sales.tasks import open_hourly_sale
+from tests.metrics import sample
 
 pytestmark = pytest.mark.django_db
 
@@ -154,11 +155,17 @@ def test_writes_missed_during_a_redis_stall_are_repaired(own_redis, open_sale):
     in PostgreSQL meanwhile is in Redis before Redis decides again."""
     sale = open_sale(items=3, user_limit=3)
     a, b, c = sale.items.all()
+    fallbacks = {reason: sample("sales_redis_fallback_total", reason=reason)
+                 for reason in ("error", "circuit_open")}  # fmt: skip
     own_redis.pause()
     # times out and opens the circuit (Redis may still run the command once it wakes up)
     assert checkout_create(user_id="ann", item_id=a.pk).attempt.via_redis is False
     # decided while the circuit is open: Redis is not even asked
     assert checkout_create(user_id="ann", item_id=b.pk).attempt.via_redis is False
+    assert {
+        reason: sample("sales_redis_fallback_total", reason=reason) - before
+        for reason, before in fallbacks.items()
+    } == {"error": 1, "circuit_open": 1}, "each fallback is counted, with its reason"
     own_redis.resume()
     time.sleep(CIRCUIT_OPEN_SECONDS)
     with pytest.raises(ItemReserved):

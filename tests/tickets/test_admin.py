@@ -2,6 +2,7 @@ import pytest
 from django.test import Client
 
 from testkit.tickets import SAMPLE
+from tests.metrics import sample
 from tickets import services
 from tickets.models import Order, Ticket
 
@@ -66,13 +67,17 @@ def test_product_and_order_pages(operator):
 
 @pytest.mark.smoke
 def test_metrics_count_tickets_by_status(api):
-    services.ticket_ingest(body=SAMPLE)
+    statuses = ("received", "parsed", "rejected", "duplicate")
+    before = {status: sample("tickets_total", status=status) for status in statuses}
+    batches = sample("tickets_parse_batch_seconds_count")
+    for body in (SAMPLE, SAMPLE, REJECTED):
+        services.ticket_ingest(body=body)
     services.tickets_parse_backlog()
-    text = api.get("/metrics").content.decode()
-    assert 'tickets_total{status="received"}' in text
-    assert 'tickets_total{status="parsed"}' in text
-    assert "tickets_backlog 0.0" in text
-    assert "tickets_parse_batch_seconds_count" in text
+    moved = {status: sample("tickets_total", status=status) - before[status] for status in statuses}
+    # A rejected ticket is counted once parsing rejects it; it was received first.
+    assert moved == {"received": 3, "parsed": 1, "rejected": 1, "duplicate": 1}
+    assert sample("tickets_parse_batch_seconds_count") > batches
+    assert "tickets_backlog 0.0" in api.get("/metrics").content.decode()
 
 
 @pytest.mark.smoke
