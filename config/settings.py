@@ -170,7 +170,6 @@ TEMPLATES = [
 
 DATABASES = {"default": _database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-ATOMIC_REQUESTS = False  # each service owns its transaction and how long its locks are held
 
 # Redis: "default" is a cache that may fail quietly; "stock" is the flash-sale fast path, which
 # must see every Redis error so that the fallback to PostgreSQL is explicit and counted.

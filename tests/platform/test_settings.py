@@ -108,3 +108,11 @@ def test_a_bad_value_stops_start_up_naming_the_variable(variables, named):
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert named in result.stderr
+
+
+def test_no_request_is_wrapped_in_a_transaction():
+    """ATOMIC_REQUESTS stays off on every database: each service owns its transaction and how
+    long its locks are held."""
+    from django.db import connections
+
+    assert not [conn.alias for conn in connections.all() if conn.settings_dict["ATOMIC_REQUESTS"]]
