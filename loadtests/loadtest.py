@@ -149,7 +149,9 @@ def main() -> int:
         summary = run_locust(url, env)
         db = psycopg.connect(stack.db_url, autocommit=True)
         left = wait_for_parsing(db)
-        tickets = dict(db.execute("SELECT status, count(*) FROM tickets_ticket GROUP BY status"))
+        tickets: dict[str, int] = dict(
+            db.execute("SELECT status, count(*) FROM tickets_ticket GROUP BY status")
+        )
         attempts = int(db.execute("SELECT count(*) FROM sales_checkoutattempt").fetchone()[0])  # type: ignore[index]
         sale_ids = [row[0] for row in db.execute("SELECT id FROM sales_sale ORDER BY id")]
         db.close()

@@ -41,7 +41,9 @@ def test_checkout_holds_the_item(api, path, open_sale):
     assert body["item"] == {"id": item.pk, "name": item.name, "image_url": item.image_url}
     assert body["sale_id"] == sale.pk
     assert re.fullmatch(r"[A-Za-z0-9_-]{22,}", body["code"])  # >= 128 bits, URL-safe
-    expires_in = parse_datetime(body["expires_at"]) - timezone.now()
+    expires_at = parse_datetime(body["expires_at"])
+    assert expires_at is not None
+    expires_in = expires_at - timezone.now()
     assert timedelta(seconds=115) < expires_in <= timedelta(seconds=120)
     attempt = CheckoutAttempt.objects.get()
     assert (attempt.outcome, attempt.code, attempt.via_redis) == (

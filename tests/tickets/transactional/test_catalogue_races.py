@@ -4,6 +4,7 @@ import itertools
 import random
 import threading
 from datetime import timedelta
+from uuid import UUID
 
 import pytest
 from django.conf import settings
@@ -26,7 +27,7 @@ PRODUCTS = [f"P{n:02d}" for n in range(12)]
 
 def make_tickets(rng: random.Random) -> list[Ticket]:
     start = timezone.now()
-    tickets = []
+    tickets: list[Ticket] = []
     for n in range(160):
         products = rng.sample(PRODUCTS, rng.randint(2, 6))
         lines = [
@@ -58,7 +59,7 @@ def catalogue_state() -> dict:
     }
 
 
-def parse_concurrently(groups: list[list[int]]) -> None:
+def parse_concurrently(groups: list[list[UUID]]) -> None:
     barrier = threading.Barrier(len(groups), timeout=60)
 
     def work(n: int) -> None:
