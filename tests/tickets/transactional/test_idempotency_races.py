@@ -3,8 +3,8 @@
 import pytest
 from django.db import connection
 
+from testkit.tickets import SAMPLE
 from tests.sales.transactional.rush import race
-from tests.tickets.conftest import SAMPLE
 from tickets.models import Ticket
 from tickets.services import ticket_ingest
 
