@@ -82,11 +82,12 @@ def sequential_seconds(open_sale, pairs: int = 10) -> float:
 
 def test_a_rush_sells_out(path, open_sale):
     """Liveness: no item is left unsold for good (holds expire by their time alone). The bound
-    is ten times what the rush's purchases and abandoned holds would take one after the other,
-    measured just before, so that a loaded machine slows the bound as much as the rush."""
+    is thirty times what the rush's purchases and abandoned holds would take one after the
+    other, measured just before, so that a loaded machine slows the bound as much as the rush.
+    (A rush that sells out stops there: only a failing run waits for the bound.)"""
     items, abandon = 200, 0.3
     pair = sequential_seconds(open_sale)
-    bound = max(30.0, 10 * pair * items / (1 - abandon))
+    bound = max(60.0, 30 * pair * items / (1 - abandon))
     sale = open_sale(items=items, user_limit=3, ttl=1)
     result = service_rush(sale, slots=100, abandon=abandon, deadline=bound)
     sold = sale_report(sale=sale)["sold"]
