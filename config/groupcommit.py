@@ -30,9 +30,11 @@ Result = TypeVar("Result")
 
 def _unpooled_connection() -> BaseDatabaseWrapper:
     settings_dict = {**connections.settings[DEFAULT_DB_ALIAS]}
-    settings_dict["OPTIONS"] = {
-        k: v for k, v in settings_dict.get("OPTIONS", {}).items() if k != "pool"
-    }
+    options = {k: v for k, v in settings_dict.get("OPTIONS", {}).items() if k != "pool"}
+    if settings_dict["ENGINE"].endswith("postgresql"):
+        # Waiting callers wait for this connection: an unreachable server must fail it soon.
+        options.setdefault("connect_timeout", 5)
+    settings_dict["OPTIONS"] = options
     backend = load_backend(settings_dict["ENGINE"])
     own: BaseDatabaseWrapper = backend.DatabaseWrapper(settings_dict, DEFAULT_DB_ALIAS)
     own.inc_thread_sharing()  # used by leaders of any thread, one at a time
@@ -77,6 +79,8 @@ class GroupCommit(Generic[Row, Result]):
             lead = not self._busy
             self._busy = True
         if not lead:
+            # No timeout: the wait ends with the leader's statement, which the database ends.
+            # Given up early, a row could still commit after its caller was told it failed.
             slot.wake.wait()
         if not slot.done:
             self._lead()
