@@ -13,38 +13,51 @@ TEST_ENV := DJANGO_ENV_FILE=/dev/null DATABASE_URL=$${TEST_DATABASE_URL:-postgre
 	DJANGO_SECRET_KEY=test-only DJANGO_ALLOWED_HOSTS=testserver,127.0.0.1,localhost \
 	DJANGO_SECURE_SSL_REDIRECT=false LOG_LEVEL=WARNING DB_POOL_SIZE=40
 
-.PHONY: help install run serve serve-gunicorn migrate worker beat test test-smoke check lint fmt types fuzz audit up down
+.PHONY: help install install-runtime run serve serve-gunicorn migrate worker beat test test-smoke check lint fmt types fuzz audit up down
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+# Running needs only requirements.txt; the tests, linters and load tools come on top of it.
+$(BIN)/.installed-runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	mkdir -p staticfiles var
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.installed-runtime requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 install: $(BIN)/.installed  ## create .venv and install everything pinned
 
-run: install  ## install, migrate, create the demo admin, open this hour's sale, serve on APP_PORT
+install-runtime: $(BIN)/.installed-runtime  ## create .venv with what running the service needs only
+
+run: install-runtime  ## install what running needs, migrate, demo admin, this hour's sale, serve on APP_PORT
 	$(MANAGE) migrate --no-input
 	$(MANAGE) demo_admin
 	$(MANAGE) start_sale --hourly
+	@url=http://$${APP_HOST:-127.0.0.1}:$${APP_PORT:-8000}; printf '%s\n' "" \
+		"  landing page   $$url/" \
+		"  API docs       $$url/api/docs/" \
+		"  dashboard      $$url/admin/  (admin / admin)" \
+		"  health         $$url/health" \
+		"  metrics        $$url/metrics" ""
 	$(MAKE) --no-print-directory serve
 
-serve: install  ## granian, configured from the environment (config/serve.py)
+serve: install-runtime  ## granian, configured from the environment (config/serve.py)
 	$(BIN)/python -m config.serve
 
-serve-gunicorn: install  ## gunicorn instead: only behind a buffering proxy such as nginx (README "Performance")
+serve-gunicorn: install-runtime  ## gunicorn instead: only behind a buffering proxy such as nginx (README "Performance")
 	$(BIN)/gunicorn -c config/gunicorn.py config.wsgi
 
-migrate: install  ## apply migrations
+migrate: install-runtime  ## apply migrations
 	$(MANAGE) migrate --no-input
 
-worker: install  ## a Celery worker
+worker: install-runtime  ## a Celery worker
 	$(BIN)/celery -A config worker --loglevel=INFO
 
-beat: install  ## Celery beat (opens the hourly sale)
+beat: install-runtime  ## Celery beat (opens the hourly sale)
 	$(BIN)/celery -A config beat --loglevel=INFO --schedule var/celerybeat-schedule
 
 test: install  ## the whole suite on PostgreSQL and Redis, then its smoke part on the embedded default

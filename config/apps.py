@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class PlatformConfig(AppConfig):
@@ -6,3 +7,10 @@ class PlatformConfig(AppConfig):
 
     name = "config"
     label = "platform"
+
+
+class OperatorAdminConfig(admin_apps.AdminConfig):
+    """Django's admin, with the site that opens on the operators' dashboard."""
+
+    default = False  # named in INSTALLED_APPS; the platform's own config stays the default
+    default_site = "config.admin.OperatorSite"

@@ -123,7 +123,7 @@ else:
         raise ImproperlyConfigured("DJANGO_DEBUG must be off when DATABASE_URL or DB_HOST is set")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.apps.OperatorAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -198,6 +198,10 @@ else:
 # Celery: without a broker, tasks run in-process (the embedded default).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", "") or REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+if CELERY_TASK_ALWAYS_EAGER:
+    # Eager tasks reach no broker, but kombu still describes one for them and, given no URL,
+    # warns on every task that it falls back to an AMQP server on localhost.
+    CELERY_BROKER_URL = "memory://localhost/"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True  # a task whose worker dies is redelivered, so tasks are idempotent
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -304,6 +308,7 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
+FORMAT_MODULE_PATH = ["config.formats"]  # dates with seconds, in ISO order
 
 # Security headers; HTTPS redirects and secure cookies are on outside the embedded default.
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -331,5 +336,10 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}, "django.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "django.server": {"level": "WARNING"},
+        # Tasks run inside the request on the embedded default: a line per task is noise there.
+        **({"celery.app.trace": {"level": "WARNING"}} if CELERY_TASK_ALWAYS_EAGER else {}),
+    },
 }

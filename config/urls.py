@@ -3,9 +3,10 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.metrics import metrics
-from config.views import HealthView, PingView
+from config.views import HealthView, PingView, landing
 
 urlpatterns = [
+    path("", landing, name="landing"),
     path("health", HealthView.as_view(), name="health"),
     path("ping", PingView.as_view(), name="ping"),
     path("metrics", metrics, name="metrics"),

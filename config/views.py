@@ -1,3 +1,6 @@
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -5,6 +8,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.health import broker_status, database_status, redis_status
+from sales.exceptions import NoSaleYet
+from sales.selectors import SaleFigures, sale_current, sale_figures
 
 
 class HealthView(APIView):
@@ -38,3 +43,12 @@ class PingView(APIView):
     @extend_schema(responses=inline_serializer("Pong", {"status": serializers.CharField()}))
     def get(self, request: Request) -> Response:
         return Response({"status": "ok"})
+
+
+def landing(request: HttpRequest) -> HttpResponse:
+    """`/`: where a newcomer finds the docs, the admin, the probes and the sale running now."""
+    try:
+        sale: SaleFigures | None = sale_figures(sale=sale_current(now=timezone.now()))
+    except NoSaleYet:
+        sale = None
+    return render(request, "landing.html", {"sale": sale})

@@ -15,7 +15,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, TruncMinute
 from django.utils import timezone
 
 from sales.exceptions import NoSaleYet, SaleNotFound
@@ -163,4 +163,63 @@ def sale_report(*, sale: Sale) -> dict[str, object]:
         and not mismatched.exists(),
         "buyer_counts_match_purchases": all(bought.get(u, 0) == n for u, n in counters)
         and set(bought) <= {u for u, _ in counters},
+    }
+
+
+def sales_selling(*, now: datetime) -> list[SaleFigures]:
+    """The current sale and every other started sale with items left, newest first, with their
+    figures: a fixed number of queries however many sales are still selling."""
+    sales = list(sales_open(now=now))
+    current = Sale.objects.filter(starts_at__lte=now).first()
+    if current is not None and current not in sales:
+        sales.insert(0, current)
+    ids = [sale.pk for sale in sales]
+    sold = dict(
+        Purchase.objects.filter(sale_id__in=ids)
+        .values("sale_id")
+        .annotate(n=Count("*"))
+        .values_list("sale_id", "n")
+    )
+    reserved = dict(
+        live_holds(now)
+        .filter(sale_id__in=ids)
+        .values("sale_id")
+        .annotate(n=Count("item_id", distinct=True))
+        .values_list("sale_id", "n")
+    )
+    return [
+        {
+            "id": sale.pk,
+            "starts_at": sale.starts_at,
+            "item_count": sale.item_count,
+            "user_limit": sale.user_limit,
+            "ttl_seconds": sale.ttl_seconds,
+            "sold": sold.get(sale.pk, 0),
+            "reserved": reserved.get(sale.pk, 0),
+            "available": sale.item_count - sold.get(sale.pk, 0) - reserved.get(sale.pk, 0),
+        }
+        for sale in sales
+    ]
+
+
+def checkouts_per_minute(*, since: datetime) -> list[tuple[datetime, str, int]]:
+    """(minute, outcome, attempts) for the attempts made since `since`, oldest minute first."""
+    rows = (
+        CheckoutAttempt.objects.filter(created_at__gte=since)
+        .annotate(minute=TruncMinute("created_at"))
+        .values("minute", "outcome")
+        .annotate(n=Count("*"))
+        .order_by("minute")
+    )
+    return [(row["minute"], row["outcome"], row["n"]) for row in rows]
+
+
+def item_holds() -> dict[str, Subquery]:
+    """Annotations naming the holder of an item's live hold and when it ends (None if none)."""
+    hold = CheckoutAttempt.objects.filter(
+        item=OuterRef("pk"), outcome=Outcome.HELD, expires_at__gt=timezone.now()
+    ).order_by("-expires_at")
+    return {
+        "held_by": Subquery(hold.values("user_id")[:1]),
+        "held_until": Subquery(hold.values("expires_at")[:1]),
     }

@@ -1,8 +1,9 @@
 """Reads of the tickets app."""
 
+from datetime import datetime
 from uuid import UUID
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from tickets.exceptions import ProductNotFound, TicketNotFound
 from tickets.models import OrderLine, Product, Ticket
@@ -41,3 +42,18 @@ def product_get(*, product_id: str) -> Product:
     if product is None:
         raise ProductNotFound()
     return product
+
+
+def ticket_figures(*, since: datetime) -> dict[str, int]:
+    """The backlog (tickets waiting to be parsed) and what became of the tickets received since
+    `since`, by status."""
+    by_status = dict(
+        Ticket.objects.filter(received_at__gte=since)
+        .values("status")
+        .annotate(n=Count("*"))
+        .values_list("status", "n")
+    )
+    return {
+        "backlog": Ticket.objects.filter(status=Ticket.Status.RECEIVED).count(),
+        **{status: by_status.get(status, 0) for status in Ticket.Status.values},
+    }

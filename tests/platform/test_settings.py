@@ -57,6 +57,7 @@ def test_embedded_default_needs_no_variable():
     assert s["caches"] == ["default"]
     assert s["redis"] == ""
     assert s["eager"] is True
+    assert s["broker"] == "memory://localhost/"  # kombu warns on each task without a host
 
 
 def test_seed_style_database_variables_equal_the_url():

@@ -1,0 +1,88 @@
+"""The operator dashboard's figures: the sales still selling, checkout outcomes per minute over
+the last hour, the tickets' backlog, spool and rejections, and the state of the backends.
+
+Everything is read from the database, the spool and the backends themselves when the page asks,
+so that what operators see does not depend on which process served them.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from config.health import broker_status, database_status, redis_status
+from sales.models import Outcome
+from sales.selectors import checkouts_per_minute, sales_selling
+from tickets import spool
+from tickets.selectors import ticket_figures
+
+WINDOW_MINUTES = 60
+CHART_WIDTH, CHART_HEIGHT = 600, 160
+
+# One colour per outcome, shared by the chart, its legend and the admin's outcome badges.
+OUTCOME_COLOURS: dict[str, str] = {
+    Outcome.HELD: "#2e7d32",
+    Outcome.EXISTING: "#00838f",
+    Outcome.ITEM_RESERVED: "#ef6c00",
+    Outcome.ITEM_SOLD: "#757575",
+    Outcome.USER_LIMIT_REACHED: "#6a1b9a",
+    Outcome.SALE_NOT_STARTED: "#1565c0",
+    Outcome.ITEM_NOT_FOUND: "#4e342e",
+    Outcome.INVALID_REQUEST: "#c62828",
+    Outcome.RATE_LIMITED: "#ad1457",
+}
+
+
+@dataclass(frozen=True)
+class Series:
+    outcome: str
+    colour: str
+    total: int
+    points: str  # an SVG polyline's points
+
+
+def outcome_chart(*, now: datetime) -> tuple[list[Series], int]:
+    """One polyline per outcome seen in the window (attempts per minute, oldest on the left),
+    and the largest per-minute count, which is the chart's top."""
+    start = now.replace(second=0, microsecond=0) - timedelta(minutes=WINDOW_MINUTES - 1)
+    counts: dict[str, list[int]] = {}
+    for minute, outcome, n in checkouts_per_minute(since=start):
+        slot = int((minute - start).total_seconds() // 60)
+        if 0 <= slot < WINDOW_MINUTES:
+            counts.setdefault(outcome, [0] * WINDOW_MINUTES)[slot] += n
+    top = max((max(values) for values in counts.values()), default=0)
+    step = CHART_WIDTH / (WINDOW_MINUTES - 1)
+    series = []
+    for outcome, colour in OUTCOME_COLOURS.items():
+        if outcome not in counts:
+            continue
+        points = " ".join(
+            f"{slot * step:.1f},{CHART_HEIGHT - n * CHART_HEIGHT / top:.1f}"
+            for slot, n in enumerate(counts[outcome])
+        )
+        series.append(Series(outcome, colour, sum(counts[outcome]), points))
+    return series, top
+
+
+def dashboard(*, now: datetime) -> dict[str, object]:
+    sales = [
+        {**figures, "sell_through": 100 * figures["sold"] / (figures["item_count"] or 1)}
+        for figures in sales_selling(now=now)
+    ]
+    series, top = outcome_chart(now=now)
+    tickets = ticket_figures(since=now - timedelta(minutes=WINDOW_MINUTES))
+    settled = tickets["parsed"] + tickets["rejected"] + tickets["duplicate"]
+    return {
+        "now": now,
+        "sales": sales,
+        "series": series,
+        "chart_top": top,
+        "chart_width": CHART_WIDTH,
+        "chart_height": CHART_HEIGHT,
+        "tickets": tickets,
+        "rejection_rate": 100 * tickets["rejected"] / settled if settled else None,
+        "spool_depth": spool.depth(),
+        "backends": {
+            "database": database_status(),
+            "redis": redis_status(),
+            "broker": broker_status(),
+        },
+    }
