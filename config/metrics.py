@@ -1,13 +1,13 @@
-"""/metrics: django-prometheus's exporter, after each app refreshes the gauges it derives from
-the database (available items, backlog, spool depth), so that a scrape sees current values."""
+"""/metrics: django-prometheus's exporter, after the gauges derived from the database and the
+spool (sale figures, ticket backlog, spool depth) are set, so that a scrape sees current values."""
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.utils.module_loading import import_string
+from django.utils import timezone
 from django_prometheus.exports import ExportToDjangoView
+
+from config import gauges
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
-    for path in settings.METRICS_REFRESH:
-        import_string(path)()
+    gauges.refresh(now=timezone.now())
     return ExportToDjangoView(request)

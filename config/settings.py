@@ -257,9 +257,6 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 # A request slower than this is logged at WARNING, as is every 5xx; at DEBUG, every request.
 SLOW_REQUEST_SECONDS = _positive("SLOW_REQUEST_MS", 1000) / 1000
 
-# Callables run before each /metrics scrape to refresh gauges derived from the database.
-METRICS_REFRESH = ["sales.metrics.refresh", "tickets.metrics.refresh"]
-
 # API
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -1,6 +1,6 @@
-"""The sales app's Prometheus metrics. Gauges are refreshed when /metrics is scraped."""
+"""The sales app's Prometheus metrics. The gauges are set by `config.gauges` when /metrics is
+scraped."""
 
-from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
 CHECKOUTS = Counter("sales_checkout_total", "Checkout attempts by outcome.", ["outcome"])
@@ -12,15 +12,25 @@ REDIS_FALLBACKS = Counter(
 )
 AVAILABLE = Gauge(
     "sales_available_items",
-    "Items neither sold nor held, per open sale.",
+    "Items neither sold nor held, per sale still selling.",
     ["sale"],
     multiprocess_mode="mostrecent",
 )
-
-
-def refresh() -> None:
-    """Set the available-items gauge of every sale that still has items to sell."""
-    from sales.selectors import sale_figures, sales_open
-
-    for sale in sales_open(now=timezone.now()):
-        AVAILABLE.labels(str(sale.pk)).set(sale_figures(sale=sale)["available"])
+RESERVED = Gauge(
+    "sales_reserved_items",
+    "Items held by a live reservation, per sale still selling.",
+    ["sale"],
+    multiprocess_mode="mostrecent",
+)
+SOLD = Gauge(
+    "sales_sold_items",
+    "Items sold, per sale still selling.",
+    ["sale"],
+    multiprocess_mode="mostrecent",
+)
+LATEST_START = Gauge(
+    "sales_latest_start_timestamp_seconds",
+    "When the most recent sale started, in Unix seconds: an hour and more ago means the hourly "
+    "sale did not open.",
+    multiprocess_mode="mostrecent",
+)

@@ -2,7 +2,8 @@
 
 Under gunicorn every process writes to `PROMETHEUS_MULTIPROC_DIR` and `/metrics` adds them up; a
 Celery worker's figures (parse durations) appear there when it runs with the same directory.
-The backlog and spool depth are also refreshed from the database and the spool on each scrape.
+The backlog and spool depth are also set by `config.gauges` from the database and the spool on
+each scrape.
 """
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -25,11 +26,3 @@ parse_seconds = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
-
-def refresh() -> None:
-    """Set the backlog and this host's spool depth, for a scrape of /metrics."""
-    from tickets import spool
-    from tickets.models import Ticket
-
-    backlog.set(Ticket.objects.filter(status=Ticket.Status.RECEIVED).count())
-    spool_depth.set(spool.depth())

@@ -44,6 +44,11 @@ def product_get(*, product_id: str) -> Product:
     return product
 
 
+def ticket_backlog() -> int:
+    """Tickets received and not parsed yet."""
+    return Ticket.objects.filter(status=Ticket.Status.RECEIVED).count()
+
+
 def ticket_figures(*, since: datetime) -> dict[str, int]:
     """The backlog (tickets waiting to be parsed) and what became of the tickets received since
     `since`, by status."""
@@ -54,6 +59,6 @@ def ticket_figures(*, since: datetime) -> dict[str, int]:
         .values_list("status", "n")
     )
     return {
-        "backlog": Ticket.objects.filter(status=Ticket.Status.RECEIVED).count(),
+        "backlog": ticket_backlog(),
         **{status: by_status.get(status, 0) for status in Ticket.Status.values},
     }

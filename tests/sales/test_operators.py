@@ -1,8 +1,12 @@
 """What operators see: the admin pages and the Prometheus metrics."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from sales.services import checkout_create
+from config import gauges
+from sales.services import checkout_create, purchase_complete
 from tests.metrics import sample
 
 pytestmark = pytest.mark.django_db
@@ -58,4 +62,34 @@ def test_metrics_count_outcomes_and_available_items(api, open_sale):
     assert sample("sales_purchase_total", outcome="purchased") - purchased == 1
     text = api.get("/metrics").content.decode()
     assert f'sales_available_items{{sale="{sale.pk}"}} 2.0' in text
+    assert f'sales_reserved_items{{sale="{sale.pk}"}} 0.0' in text
+    assert f'sales_sold_items{{sale="{sale.pk}"}} 1.0' in text
     assert "django_http_requests_latency_seconds_by_view_method" in text
+
+
+@pytest.mark.smoke
+def test_a_sold_out_sale_gets_its_final_gauges_once_then_costs_nothing(api, open_sale):
+    older = open_sale(items=1, starts_in=-60)
+    current = open_sale(items=2)
+    api.get("/metrics")
+    code = checkout_create(user_id="ann", item_id=older.items.get().pk).attempt.code
+    purchase_complete(code=code)
+    text = api.get("/metrics").content.decode()
+    assert f'sales_sold_items{{sale="{older.pk}"}} 1.0' in text
+    assert f'sales_available_items{{sale="{older.pk}"}} 0.0' in text
+    assert f'sales_available_items{{sale="{current.pk}"}} 2.0' in text
+    assert older.pk not in gauges._shown
+
+
+def test_the_sale_gauges_cost_the_same_queries_however_many_sales_still_sell(
+    open_sale, settings, tmp_path
+):
+    settings.TICKET_SPOOL_DIR = tmp_path
+    open_sale(items=2, starts_in=-60)
+    with CaptureQueriesContext(connection) as one:
+        gauges.refresh(now=timezone.now())
+    for _ in range(3):
+        open_sale(items=2, starts_in=-30)
+    with CaptureQueriesContext(connection) as four:
+        gauges.refresh(now=timezone.now())
+    assert len(four) == len(one)
