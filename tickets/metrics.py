@@ -25,4 +25,3 @@ parse_seconds = Histogram(
     "Time to parse a claimed batch and store its orders and catalogue updates.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-
