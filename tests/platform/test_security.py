@@ -141,3 +141,18 @@ def test_only_failed_or_slow_requests_are_logged_below_debug(api, caplog, settin
     settings.SLOW_REQUEST_SECONDS = 0
     api.get("/ping")
     assert "GET /ping 200" in caplog.text
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("path", ["/checkout", "/purchase"])
+def test_a_malformed_json_body_is_answered_as_such(api, limits, path):
+    """With the rate limits on, as in production: the limiter reads the body first."""
+    limits(user=(100, 60), code=(100, 60), address=(1000, 60))
+    response = api.post(
+        f"{path}?user_id=ann&id=1&code=abc", "{bad", content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "invalid_request",
+        "message": "The body is not valid JSON.",
+    }
