@@ -287,7 +287,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "config.schema.require_request_bodies",
+        "config.schema.tag_and_require_bodies",
     ],
     "ENUM_NAME_OVERRIDES": {
         "ItemStatusEnum": ["available", "reserved", "sold"],

@@ -1,7 +1,12 @@
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,20 +16,42 @@ from config.health import broker_status, database_status, redis_status
 from sales.exceptions import NoSaleYet
 from sales.selectors import SaleFigures, sale_current, sale_figures
 
+_HEALTH = inline_serializer(
+    "Health",
+    {
+        "status": serializers.ChoiceField(["ok", "degraded", "down"]),
+        "database": serializers.CharField(),
+        "redis": serializers.CharField(),
+        "broker": serializers.CharField(),
+    },
+)
+
+
+def _health(description: str, **examples: dict[str, str]) -> OpenApiResponse:
+    return OpenApiResponse(
+        _HEALTH,
+        description=description,
+        examples=[OpenApiExample(name, value=value) for name, value in examples.items()],
+    )
+
 
 class HealthView(APIView):
     """Readiness: `ok`; `degraded` when only Redis or the broker is down; 503 without a database."""
 
     @extend_schema(
-        responses=inline_serializer(
-            "Health",
-            {
-                "status": serializers.ChoiceField(["ok", "degraded", "down"]),
-                "database": serializers.CharField(),
-                "redis": serializers.CharField(),
-                "broker": serializers.CharField(),
-            },
-        )
+        summary="Readiness",
+        responses={
+            200: _health(
+                "Ready; `degraded` when Redis or the broker is down (sales fall back to "
+                "PostgreSQL, tickets to the spool).",
+                ok={"status": "ok", "database": "ok", "redis": "ok", "broker": "ok"},
+                degraded={"status": "degraded", "database": "ok", "redis": "down", "broker": "ok"},
+            ),
+            503: _health(
+                "The database is unreachable.",
+                down={"status": "down", "database": "down", "redis": "ok", "broker": "ok"},
+            ),
+        },
     )
     def get(self, request: Request) -> Response:
         checks = {"database": database_status(), "redis": redis_status(), "broker": broker_status()}
@@ -40,7 +67,13 @@ class HealthView(APIView):
 class PingView(APIView):
     """Liveness: the process answers. Touches no backend."""
 
-    @extend_schema(responses=inline_serializer("Pong", {"status": serializers.CharField()}))
+    @extend_schema(
+        summary="Liveness",
+        responses=OpenApiResponse(
+            inline_serializer("Pong", {"status": serializers.CharField()}),
+            examples=[OpenApiExample("alive", value={"status": "ok"})],
+        ),
+    )
     def get(self, request: Request) -> Response:
         return Response({"status": "ok"})
 

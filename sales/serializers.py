@@ -1,5 +1,6 @@
 """Input validation and output shapes of the sales API."""
 
+from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_\-.:@]{1,64}$"
@@ -7,6 +8,33 @@ CODE_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
 MAX_ID = 2**63 - 1
 
 
+def _example(name: str, value: dict) -> list[OpenApiExample]:
+    return [OpenApiExample(name, value=value)]
+
+
+def _body_example(name: str, value: dict) -> list[OpenApiExample]:
+    """The same fields, as a JSON body and as a form."""
+    return [
+        OpenApiExample(name, value=value, request_only=True),
+        OpenApiExample(
+            f"{name} (form)",
+            value=value,
+            request_only=True,
+            media_type="application/x-www-form-urlencoded",
+        ),
+    ]
+
+
+_ITEM = {
+    "id": 1,
+    "name": "Brass Lantern 00001",
+    "image_url": "https://picsum.photos/seed/sale1-1/400/400",
+}
+
+
+@extend_schema_serializer(
+    examples=_body_example("a buyer and an item", {"user_id": "alice", "id": 1})
+)
 class CheckoutInput(serializers.Serializer):
     user_id = serializers.RegexField(
         USER_ID_PATTERN,
@@ -17,6 +45,7 @@ class CheckoutInput(serializers.Serializer):
     )
 
 
+@extend_schema_serializer(examples=_body_example("a code", {"code": "Vb0qX3mX3cXQk5c2Gk8Xyw"}))
 class PurchaseInput(serializers.Serializer):
     code = serializers.RegexField(CODE_PATTERN, error_messages={"invalid": "Not a checkout code."})
 
@@ -27,6 +56,17 @@ class ItemOutput(serializers.Serializer):
     image_url = serializers.URLField()
 
 
+@extend_schema_serializer(
+    examples=_example(
+        "reserved",
+        {
+            "code": "Vb0qX3mX3cXQk5c2Gk8Xyw",
+            "expires_at": "2026-11-30T21:02:00Z",
+            "item": _ITEM,
+            "sale_id": 1,
+        },
+    )
+)
 class CheckoutOutput(serializers.Serializer):
     code = serializers.CharField()
     expires_at = serializers.DateTimeField()
@@ -34,6 +74,18 @@ class CheckoutOutput(serializers.Serializer):
     sale_id = serializers.IntegerField()
 
 
+@extend_schema_serializer(
+    examples=_example(
+        "bought",
+        {
+            "purchase_id": 1,
+            "item": _ITEM,
+            "user_id": "alice",
+            "sale_id": 1,
+            "purchased_at": "2026-11-30T21:00:40Z",
+        },
+    )
+)
 class PurchaseOutput(serializers.Serializer):
     purchase_id = serializers.IntegerField()
     item = ItemOutput()
@@ -42,6 +94,21 @@ class PurchaseOutput(serializers.Serializer):
     purchased_at = serializers.DateTimeField()
 
 
+@extend_schema_serializer(
+    examples=_example(
+        "a sale under way",
+        {
+            "id": 1,
+            "starts_at": "2026-11-30T21:00:00Z",
+            "item_count": 10000,
+            "user_limit": 10,
+            "ttl_seconds": 120,
+            "sold": 7210,
+            "reserved": 388,
+            "available": 2402,
+        },
+    )
+)
 class SaleOutput(serializers.Serializer):
     id = serializers.IntegerField()
     starts_at = serializers.DateTimeField()
@@ -53,6 +120,7 @@ class SaleOutput(serializers.Serializer):
     available = serializers.IntegerField()
 
 
+@extend_schema_serializer(examples=_example("an item", {**_ITEM, "status": "available"}))
 class SaleItemOutput(ItemOutput):
     status = serializers.ChoiceField(["available", "reserved", "sold"])
 

@@ -5,18 +5,38 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import DomainError, ErrorSerializer
+from config.errors import DomainError
 from config.inputs import request_fields, request_fields_as_sent
 from config.middleware import body_within_limit
 from config.ratelimit import RateLimit, request_value
+from config.schema import (
+    INVALID_REQUEST,
+    MALFORMED_JSON,
+    METHOD_NOT_ALLOWED,
+    NO_PAGE,
+    RATE_LIMITED,
+    TOO_LARGE,
+    refusal,
+)
 from sales import selectors, services
+from sales.exceptions import (
+    CodeExpired,
+    CodeNotFound,
+    ItemNotFound,
+    ItemReserved,
+    ItemSold,
+    NoSaleYet,
+    SaleNotFound,
+    SaleNotStarted,
+    UserLimitReached,
+)
 from sales.models import Item, Outcome
 from sales.serializers import (
     CODE_PATTERN,
@@ -30,8 +50,6 @@ from sales.serializers import (
     SaleItemsQuery,
     SaleOutput,
 )
-
-ERRORS = {status: ErrorSerializer for status in (400, 404, 405, 409, 410, 413, 429)}
 
 
 class CheckoutRateLimit(RateLimit):
@@ -65,21 +83,48 @@ class CheckoutView(APIView):
 
     @extend_schema(
         summary="Reserve an item",
-        description="The same fields are also accepted in a JSON or form body, and `item_id` "
-        "as an alias of `id`.",
+        description="Reserves the item for this buyer for the sale's `ttl_seconds` and answers "
+        "with the code to buy it with. Send `user_id` and `id` (alias `item_id`) as query "
+        "parameters, or in a JSON or form body; a body's fields win. Every attempt is "
+        "recorded, refusals included.",
         parameters=[
             OpenApiParameter(
-                "user_id", {"type": "string", "pattern": USER_ID_PATTERN}, required=True
+                "user_id",
+                {"type": "string", "pattern": USER_ID_PATTERN},
+                description="The buyer: 1 to 64 letters, digits or `_ - . : @`.",
+                examples=[OpenApiExample("a buyer", value="alice")],
             ),
             OpenApiParameter(
                 "id",
                 {"type": "integer", "minimum": 1, "maximum": MAX_ID},
-                required=True,
-                description="Item id",
+                description="The item to reserve (`item_id` is accepted as an alias).",
+                examples=[OpenApiExample("an item", value=1)],
             ),
         ],
-        request=None,
-        responses={201: CheckoutOutput, 200: CheckoutOutput, **ERRORS},
+        request={
+            "application/json": CheckoutInput,
+            "application/x-www-form-urlencoded": CheckoutInput,
+        },
+        responses={
+            201: OpenApiResponse(CheckoutOutput, description="Reserved now: a new code."),
+            200: OpenApiResponse(
+                CheckoutOutput, description="The buyer already holds this item: the same code."
+            ),
+            400: refusal("The fields are missing or malformed.", INVALID_REQUEST, MALFORMED_JSON),
+            404: refusal("No item has this id.", ItemNotFound),
+            405: refusal("Checkout is POST only.", METHOD_NOT_ALLOWED),
+            409: refusal(
+                "The item cannot be reserved by this buyer now.",
+                ItemSold,
+                ItemReserved,
+                UserLimitReached,
+                SaleNotStarted,
+            ),
+            413: refusal("The body is larger than API_MAX_BODY_BYTES.", TOO_LARGE),
+            429: refusal(
+                "Too many requests for this buyer or address; see Retry-After.", RATE_LIMITED
+            ),
+        },
     )
     def post(self, request: Request) -> Response:
         form = CheckoutInput(data=request_fields(request, aliases={"item_id": "id"}))
@@ -124,12 +169,36 @@ class PurchaseView(APIView):
 
     @extend_schema(
         summary="Buy a reserved item",
-        description="`code` is also accepted in a JSON or form body.",
+        description="Turns a live reservation into a sale. Send `code` as a query parameter, "
+        "or in a JSON or form body. Repeating a purchase that succeeded answers the same body.",
         parameters=[
-            OpenApiParameter("code", {"type": "string", "pattern": CODE_PATTERN}, required=True)
+            OpenApiParameter(
+                "code",
+                {"type": "string", "pattern": CODE_PATTERN},
+                description="The code a checkout answered.",
+                examples=[OpenApiExample("a code", value="Vb0qX3mX3cXQk5c2Gk8Xyw")],
+            )
         ],
-        request=None,
-        responses={200: PurchaseOutput, **ERRORS},
+        request={
+            "application/json": PurchaseInput,
+            "application/x-www-form-urlencoded": PurchaseInput,
+        },
+        responses={
+            200: OpenApiResponse(PurchaseOutput, description="Bought (or bought already)."),
+            400: refusal("The code is missing or malformed.", INVALID_REQUEST, MALFORMED_JSON),
+            404: refusal("No reservation has this code.", CodeNotFound),
+            405: refusal("Purchase is POST only.", METHOD_NOT_ALLOWED),
+            409: refusal(
+                "The item went to someone else, or the buyer reached the limit.",
+                ItemSold,
+                UserLimitReached,
+            ),
+            410: refusal("The reservation expired; check out again.", CodeExpired),
+            413: refusal("The body is larger than API_MAX_BODY_BYTES.", TOO_LARGE),
+            429: refusal(
+                "Too many requests for this code or address; see Retry-After.", RATE_LIMITED
+            ),
+        },
     )
     def post(self, request: Request) -> Response:
         form = PurchaseInput(data=request_fields(request))
@@ -148,7 +217,10 @@ class PurchaseView(APIView):
 
 class SaleCurrentView(APIView):
     @extend_schema(
-        summary="The sale now running", responses={200: SaleOutput, 404: ErrorSerializer}
+        summary="The sale now running",
+        description="The most recently started sale and its figures. If beat missed the top of "
+        "the hour, this request opens the hour's sale.",
+        responses={200: SaleOutput, 404: refusal("No sale has started yet.", NoSaleYet)},
     )
     def get(self, request: Request) -> Response:
         # If beat missed the top of the hour, the first request of the hour opens its sale.
@@ -159,7 +231,8 @@ class SaleCurrentView(APIView):
 
 class SaleDetailView(APIView):
     @extend_schema(
-        summary="A sale and its figures", responses={200: SaleOutput, 404: ErrorSerializer}
+        summary="A sale and its figures",
+        responses={200: SaleOutput, 404: refusal("No sale has this id.", SaleNotFound)},
     )
     def get(self, request: Request, sale_id: int) -> Response:
         return Response(selectors.sale_figures(sale=selectors.sale_get(sale_id=sale_id)))
@@ -173,7 +246,11 @@ class SaleItemsView(ListAPIView):
     @extend_schema(
         summary="A sale's items",
         parameters=[SaleItemsQuery],
-        responses={200: SaleItemOutput(many=True), 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={
+            200: SaleItemOutput(many=True),
+            400: refusal("A filter or the page size is malformed.", INVALID_REQUEST),
+            404: refusal("No sale has this id, or no such page.", SaleNotFound, NO_PAGE),
+        },
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)

@@ -3,7 +3,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.generics import ListAPIView
@@ -13,10 +13,23 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import ErrorSerializer
+from config.schema import INVALID_REQUEST, NO_PAGE, NOT_STAFF, refusal
 from tickets import selectors, services, tasks
-from tickets.exceptions import EmptyTicket, InvalidIdempotencyKey, TicketTooLarge
+from tickets.exceptions import (
+    BadSignature,
+    EmptyTicket,
+    IdempotencyKeyReused,
+    InvalidIdempotencyKey,
+    ProductNotFound,
+    StaleSignature,
+    TicketNotFound,
+    TicketNotReprocessable,
+    TicketNotStored,
+    TicketTooLarge,
+)
 from tickets.serializers import (
+    RECEIPT_EXAMPLE,
+    SAMPLE_TICKET,
     ProductDetailSerializer,
     ProductFilterSerializer,
     ProductSerializer,
@@ -29,10 +42,6 @@ from tickets.signatures import signature_verify
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _READ_CHUNK = 64 * 1024
-
-
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorSerializer, description=description)
 
 
 def read_body(stream, *, declared_length: str | None, limit: int) -> bytes:
@@ -64,7 +73,17 @@ class TicketIngestView(APIView):
     @extend_schema(
         operation_id="ticket_ingest",
         summary="Receive a till ticket",
+        description="The till sends the ticket's text as the body. It is stored durably, then "
+        "answered `202`; parsing happens afterwards (follow it with `GET /tickets/{id}`).",
         request={"text/plain": {"type": "string", "minLength": 1}},
+        examples=[
+            OpenApiExample(
+                "a till ticket",
+                value=SAMPLE_TICKET,
+                request_only=True,
+                media_type="text/plain",
+            )
+        ],
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
@@ -89,12 +108,27 @@ class TicketIngestView(APIView):
             ),
         ],
         responses={
-            202: ReceiptSerializer,
-            400: _error("Empty body, or a malformed Idempotency-Key."),
-            401: _error("Signature missing or wrong."),
-            413: _error("Body larger than TICKET_MAX_BYTES."),
-            422: _error("`idempotency_key_reused`: the key was sent before with another body."),
-            503: _error("Neither the database nor the spool could store the ticket."),
+            202: OpenApiResponse(
+                ReceiptSerializer,
+                description="Stored durably (in PostgreSQL, or the spool while it is down).",
+                examples=[OpenApiExample("acknowledged", value=RECEIPT_EXAMPLE)],
+            ),
+            400: refusal(
+                "Empty body, or a malformed Idempotency-Key.", EmptyTicket, InvalidIdempotencyKey
+            ),
+            401: refusal(
+                "With a webhook secret set: the signature is missing, wrong or too old.",
+                BadSignature,
+                StaleSignature,
+            ),
+            413: refusal("The body is larger than TICKET_MAX_BYTES.", TicketTooLarge),
+            422: refusal(
+                "The Idempotency-Key was sent before with another body.", IdempotencyKeyReused
+            ),
+            503: refusal(
+                "Neither the database nor the spool could store the ticket; retry.",
+                TicketNotStored,
+            ),
         },
     )
     def post(self, request: Request) -> Response:
@@ -138,8 +172,8 @@ class TicketListView(ListAPIView):
         parameters=[TicketFilterSerializer],
         responses={
             200: TicketSummarySerializer(many=True),
-            400: _error("Unknown status."),
-            404: _error("No such page."),
+            400: refusal("Unknown status, or a malformed filter.", INVALID_REQUEST),
+            404: refusal("No such page.", NO_PAGE),
         },
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -154,7 +188,7 @@ class TicketListView(ListAPIView):
 class TicketDetailView(APIView):
     @extend_schema(
         operation_id="ticket_get",
-        responses={200: TicketSerializer, 404: _error("No such ticket.")},
+        responses={200: TicketSerializer, 404: refusal("No ticket has this id.", TicketNotFound)},
     )
     def get(self, request: Request, ticket_id) -> Response:
         return Response(TicketSerializer(selectors.ticket_get(ticket_id=ticket_id)).data)
@@ -169,9 +203,12 @@ class TicketReprocessView(APIView):
         request=None,
         responses={
             200: TicketSerializer,
-            403: _error("Not a staff user."),
-            404: _error("No such ticket."),
-            409: _error("The ticket is parsed or a duplicate: its order is already counted."),
+            403: refusal("Not signed in as staff (the admin's session).", NOT_STAFF),
+            404: refusal("No ticket has this id.", TicketNotFound),
+            409: refusal(
+                "The ticket is parsed or a duplicate: its order is counted already.",
+                TicketNotReprocessable,
+            ),
         },
     )
     def post(self, request: Request, ticket_id) -> Response:
@@ -187,8 +224,8 @@ class ProductListView(ListAPIView):
         parameters=[ProductFilterSerializer],
         responses={
             200: ProductSerializer(many=True),
-            400: _error("A filter is malformed."),
-            404: _error("No such page."),
+            400: refusal("A filter or the page size is malformed.", INVALID_REQUEST),
+            404: refusal("No such page.", NO_PAGE),
         },
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -203,7 +240,10 @@ class ProductListView(ListAPIView):
 class ProductDetailView(APIView):
     @extend_schema(
         operation_id="product_get",
-        responses={200: ProductDetailSerializer, 404: _error("No such product.")},
+        responses={
+            200: ProductDetailSerializer,
+            404: refusal("No product has this id.", ProductNotFound),
+        },
     )
     def get(self, request: Request, product_id: str) -> Response:
         return Response(ProductDetailSerializer(selectors.product_get(product_id=product_id)).data)
