@@ -4,12 +4,17 @@
     locust -f loadtests/locustfile.py --host http://127.0.0.1:8000 FlashSaleBuyer
     locust -f loadtests/locustfile.py --host http://127.0.0.1:8000 --class-picker
 
-Business outcomes (sold, limit reached, item taken, ...) are reported as requests of type
-"business" next to the HTTP rows, so they land in the same UI table and CSV files. Refusals the
+Business outcomes (sold, limit reached, item taken, ...) are counted apart from the HTTP
+requests, so that requests per second and the Aggregated row show the real HTTP load: the web
+UI lists them in a tab of their own ("Business outcomes"), added up across workers. Refusals the
 spec promises (409, 410, 429) are successes for locust; anything else is a failure and is
 appended, with the request that caused it, to `LOCUST_ERROR_LOG` (one JSON object a line).
 With `LOCUST_SUMMARY` set, the counters below are also written there as JSON when the run
 stops (single-process runs; `make loadtest` reads it).
+
+The web UI's form also sets the scenario mix (`--buyer-weight`, `--till-weight`) and the share
+of malformed tickets (`--malformed-rate`); users and spawn rate default to the values in
+pyproject.toml's `[tool.locust]`.
 
 Tags select behaviours inside a class (`--exclude-tags stale-code`); pick classes by name or
 with the class picker, since a class left without tasks by `--tags` cannot start.
@@ -38,23 +43,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ITEMS_PAGE_SIZE = int(os.environ.get("LOCUST_ITEMS_PAGE_SIZE", "200"))
 MALFORMED_RATE = float(os.environ.get("LOCUST_MALFORMED_RATE", "0.05"))
 
-# Counted in this process, for the end-of-run summary; the UI shows the same numbers as the
-# "business" rows.
+# Counted in this process, for the UI's "Business outcomes" tab and the end-of-run summary.
+# A worker sends its counts to the master with each report and starts again from zero.
 OUTCOMES: Counter[str] = Counter()
 SALES_SEEN: set[int] = set()
 PURCHASED: set[str] = set()
 
 
-def business(user: HttpUser, name: str, response_time: float = 0.0) -> None:
+def business(name: str) -> None:
+    """Count an outcome; not a request, so that request rates stay those of HTTP."""
     OUTCOMES[name] += 1
-    user.environment.events.request.fire(
-        request_type="business",
-        name=name,
-        response_time=response_time,
-        response_length=0,
-        exception=None,
-        context={},
-    )
 
 
 # -- the error log --------------------------------------------------------------------------
@@ -115,10 +113,6 @@ def unexpected(response: Any, reason: str) -> None:
     ERRORS.write(response, reason)
 
 
-def elapsed_ms(response: Any) -> float:
-    return response.request_meta["response_time"] if response.request_meta else 0.0
-
-
 # -- the users ----------------------------------------------------------------------------
 
 
@@ -167,7 +161,7 @@ class FlashSaleBuyer(HttpUser):
                 return
             self.items = [row["id"] for row in response.json()["results"]]
         if not self.items:
-            business(self, "sold out seen")
+            business("sold out seen")
 
     @tag("checkout")
     @task(10)
@@ -191,7 +185,7 @@ class FlashSaleBuyer(HttpUser):
         else:
             self.abandoned.append((hold, time.monotonic()))
             self.forget(item_id)
-            business(self, "abandoned")
+            business("abandoned")
 
     @tag("stale-code")
     @task(1)
@@ -214,22 +208,22 @@ class FlashSaleBuyer(HttpUser):
                     unexpected(response, "checking out a held item again changed the hold")
                     return None
                 name = "held" if status == 201 else "held again"
-                business(self, name, elapsed_ms(response))
+                business(name)
                 return str(body["code"])
             if status == 409 and code in ("item_reserved", "item_sold"):
                 response.success()
                 self.forget(item_id)
                 name = "item reserved" if code == "item_reserved" else "item taken"
-                business(self, name, elapsed_ms(response))
+                business(name)
             elif status == 409 and code == "user_limit_reached":
                 response.success()
-                business(self, "limit reached", elapsed_ms(response))
+                business("limit reached")
                 self.refusals_at_limit += 1
                 if self.refusals_at_limit >= 3:
                     self.new_identity()
             elif status == 429:
                 response.success()
-                business(self, "rate limited", elapsed_ms(response))
+                business("rate limited")
             else:
                 unexpected(response, "checkout")
         return None
@@ -243,17 +237,17 @@ class FlashSaleBuyer(HttpUser):
                 # A repeat of a purchase that succeeded answers 200 too: count each sale once.
                 name = "sold again (idempotent)" if code in PURCHASED else "sold"
                 PURCHASED.add(code)
-                business(self, name, elapsed_ms(response))
+                business(name)
             elif status == 410 and error == "code_expired":
                 response.success()
-                business(self, "expired", elapsed_ms(response))
+                business("expired")
             elif status == 409 and error in ("item_sold", "user_limit_reached"):
                 response.success()
                 name = "item taken" if error == "item_sold" else "limit reached"
-                business(self, name, elapsed_ms(response))
+                business(name)
             elif status == 429:
                 response.success()
-                business(self, "rate limited", elapsed_ms(response))
+                business("rate limited")
             else:
                 unexpected(response, "purchase")
                 return
@@ -272,7 +266,10 @@ class Till(HttpUser):
     wait_time = between(1, 5)
 
     def on_start(self) -> None:
-        self.tickets = TicketFactory(malformed_rate=MALFORMED_RATE)
+        options = self.environment.parsed_options
+        self.tickets = TicketFactory(
+            malformed_rate=getattr(options, "malformed_rate", MALFORMED_RATE)
+        )
 
     @tag("tickets")
     @task
@@ -290,11 +287,102 @@ class Till(HttpUser):
             catch_response=True,
         ) as response:
             if response.status_code == 202:
-                business(self, "ticket accepted", elapsed_ms(response))
+                business("ticket accepted")
                 if ticket.malformed:
                     OUTCOMES["ticket accepted, malformed"] += 1
             else:
                 unexpected(response, "ticket")
+
+
+# -- the web UI: the scenario mix, and the business outcomes in a tab of their own -----------
+
+OUTCOMES_TAB = "business"
+_started = time.monotonic()
+
+
+@events.init_command_line_parser.add_listener
+def scenario_options(parser: Any) -> None:
+    parser.add_argument(
+        "--buyer-weight",
+        type=int,
+        default=FlashSaleBuyer.weight,
+        help="Flash-sale buyers in the mix: their weight against tills'",
+    )
+    parser.add_argument(
+        "--till-weight", type=int, default=Till.weight, help="Tills in the mix: their weight"
+    )
+    parser.add_argument(
+        "--malformed-rate",
+        type=float,
+        default=MALFORMED_RATE,
+        help="Share of the tills' tickets that are malformed by design (0 to 1)",
+    )
+
+
+@events.test_start.add_listener
+def apply_scenario_options(environment: Any, **_: Any) -> None:
+    """The weights as the form set them, read before locust spreads users over the classes."""
+    global _started
+    options = environment.parsed_options
+    if options is not None:
+        FlashSaleBuyer.weight = max(0, options.buyer_weight)
+        Till.weight = max(0, options.till_weight)
+    _started = time.monotonic()
+
+
+def outcome_rows() -> list[dict[str, Any]]:
+    seconds = max(time.monotonic() - _started, 1e-9)
+    return [
+        {"outcome": name, "count": count, "persecond": round(count / seconds, 1)}
+        for name, count in OUTCOMES.most_common()
+    ]
+
+
+@events.init.add_listener
+def outcomes_tab(environment: Any, **_: Any) -> None:
+    if environment.web_ui is None:
+        return
+    from flask import request
+
+    environment.web_ui.template_args["extendedTabs"] = [
+        {"title": "Business outcomes", "key": OUTCOMES_TAB}
+    ]
+    environment.web_ui.template_args["extendedTables"] = [
+        {
+            "key": OUTCOMES_TAB,
+            "structure": [
+                {"key": "outcome", "title": "Outcome"},
+                {"key": "count", "title": "Count"},
+                {"key": "persecond", "title": "Per second (since start)"},
+            ],
+        }
+    ]
+
+    @environment.web_ui.app.after_request
+    def add_outcomes(response: Any) -> Any:
+        if request.path == "/stats/requests" and response.is_json:
+            stats = response.get_json()
+            stats["extended_stats"] = [{"key": OUTCOMES_TAB, "data": outcome_rows()}]
+            response.set_data(json.dumps(stats))
+        return response
+
+
+@events.report_to_master.add_listener
+def send_outcomes(client_id: str, data: dict[str, Any]) -> None:
+    data["business_outcomes"] = dict(OUTCOMES)
+    OUTCOMES.clear()
+
+
+@events.worker_report.add_listener
+def add_outcomes_of_worker(client_id: str, data: dict[str, Any]) -> None:
+    OUTCOMES.update(data.get("business_outcomes", {}))
+
+
+@events.reset_stats.add_listener
+def forget_outcomes(**_: Any) -> None:
+    global _started
+    OUTCOMES.clear()
+    _started = time.monotonic()
 
 
 # -- end of run -----------------------------------------------------------------------------
