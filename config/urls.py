@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.metrics import metrics
@@ -7,6 +9,8 @@ from config.views import HealthView, PingView, landing
 
 urlpatterns = [
     path("", landing, name="landing"),
+    # Browsers ask every site for this; the admin and the JSON pages name no icon of their own.
+    path("favicon.ico", RedirectView.as_view(url=static("operator/favicon.svg"))),
     path("health", HealthView.as_view(), name="health"),
     path("ping", PingView.as_view(), name="ping"),
     path("metrics", metrics, name="metrics"),
