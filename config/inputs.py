@@ -10,6 +10,8 @@ def request_fields(request: Request, aliases: dict[str, str] | None = None) -> d
     """The query parameters, overridden by the same fields in a JSON object or form body.
     `aliases` maps another accepted name to a field's name. Raises DRF's ParseError or
     ValidationError for a body that does not parse or is not an object."""
+    if (unreadable := getattr(request, "unreadable_body", None)) is not None:
+        raise unreadable
     fields: dict[str, Any] = request.query_params.dict()
     body = request.data
     if hasattr(body, "dict"):
@@ -28,5 +30,8 @@ def request_fields_as_sent(request: Request) -> dict[str, Any]:
     unreadable (the view reports that)."""
     try:
         return request_fields(request)
-    except exceptions.APIException:
+    except exceptions.APIException as exc:
+        # DRF keeps no parse error: a second read of the body would find it empty. Keep the
+        # error, so that the view's own read reports it.
+        request.unreadable_body = exc  # type: ignore[attr-defined]
         return request.query_params.dict()

@@ -13,7 +13,6 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from sales import stock
 from sales.models import Sale
 from sales.selectors import sale_report
 from sales.services import checkout_create, purchase_complete, sale_open
@@ -72,14 +71,13 @@ def page(live_server, monkeypatch) -> Iterator:
 
 
 @pytest.fixture
-def sale(settings, tmp_path) -> Iterator[Sale]:
+def sale(settings, tmp_path) -> Sale:
     """A sale whose item 1 is free, one item sold and one reserved."""
     settings.TICKET_SPOOL_DIR = tmp_path / "spool"
     if settings.REDIS_URL:  # sale ids start again at 1: no key of an earlier sale 1 may remain
         from django_redis import get_redis_connection
 
         get_redis_connection("stock").flushdb()
-    stock.forget()
     sale = sale_open(
         starts_at=timezone.now() - timedelta(seconds=1),
         item_count=20,
@@ -88,8 +86,7 @@ def sale(settings, tmp_path) -> Iterator[Sale]:
     )
     purchase_complete(code=checkout_create(user_id="ann", item_id=2).attempt.code)
     checkout_create(user_id="bob", item_id=3)
-    yield sale
-    stock.forget()
+    return sale
 
 
 def figures_shown(page, sale: Sale) -> dict[str, int]:

@@ -8,7 +8,6 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from sales import stock
 from sales.exceptions import ItemReserved
 from sales.models import Sale
 from sales.selectors import sale_report
@@ -23,11 +22,8 @@ REJECTED = b"Order: 9\nVAT: 0\nTotal: 1\n\nproduct,product_id,price\nx,X,one\n"
 
 
 @pytest.fixture(autouse=True)
-def _own_spool_and_stock(settings, tmp_path):
+def _own_spool(settings, tmp_path):
     settings.TICKET_SPOOL_DIR = tmp_path / "spool"
-    stock.forget()
-    yield
-    stock.forget()
 
 
 @pytest.fixture

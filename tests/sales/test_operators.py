@@ -78,7 +78,7 @@ def test_a_sold_out_sale_gets_its_final_gauges_once_then_costs_nothing(api, open
     assert f'sales_sold_items{{sale="{older.pk}"}} 1.0' in text
     assert f'sales_available_items{{sale="{older.pk}"}} 0.0' in text
     assert f'sales_available_items{{sale="{current.pk}"}} 2.0' in text
-    assert older.pk not in gauges._shown
+    assert older.pk not in gauges._shown.get()
 
 
 def test_the_sale_gauges_cost_the_same_queries_however_many_sales_still_sell(
