@@ -8,7 +8,10 @@ each scrape.
 
 from prometheus_client import Counter, Gauge, Histogram
 
-tickets = Counter("tickets", "Tickets by the status they reached.", ["status"])
+tickets = Counter("tickets", "Tickets by the first status they reached.", ["status"])
+reprocessed = Counter(
+    "tickets_reprocessed", "Tickets parsed again by hand, by their new status.", ["status"]
+)
 spooled = Counter("tickets_spooled", "Tickets acknowledged from the local spool.")
 spool_depth = Gauge(
     "tickets_spool_depth",

@@ -88,3 +88,22 @@ def test_metrics_show_the_backlog_as_of_the_scrape(api):
     text = api.get("/metrics").content.decode()
     assert "tickets_backlog 3.0" in text
     assert "tickets_spool_depth 0.0" in text
+
+
+@pytest.mark.smoke
+def test_a_reprocessed_ticket_is_counted_once_in_tickets_total(operator):
+    """Its first outcome is in tickets_total; parsing it again is counted apart."""
+    from prometheus_client import REGISTRY
+
+    def count(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"status": "rejected"}) or 0.0
+
+    rejected = services.ticket_ingest(body=REJECTED).id
+    services.tickets_parse()
+    before = count("tickets_total"), count("tickets_reprocessed_total")
+    services.ticket_reprocess(ticket_id=rejected)  # rejected again: same bytes
+    assert Ticket.objects.get(id=rejected).status == "rejected"
+    assert (count("tickets_total"), count("tickets_reprocessed_total")) == (
+        before[0],
+        before[1] + 1,
+    )

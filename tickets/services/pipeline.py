@@ -15,6 +15,7 @@ from uuid import UUID
 
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
+from prometheus_client import Counter
 
 from tickets import metrics
 from tickets.catalogue import Sighting, catalogue_record
@@ -48,15 +49,20 @@ def tickets_parse_backlog(*, seconds: float = 50.0, batch_size: int = BATCH_SIZE
     return BacklogRun(parsed=parsed, out_of_time=bool(claimed))
 
 
-def tickets_parse(*, ticket_ids: Sequence[UUID] | None = None, limit: int = BATCH_SIZE) -> int:
+def tickets_parse(
+    *,
+    ticket_ids: Sequence[UUID] | None = None,
+    limit: int = BATCH_SIZE,
+    counter: Counter = metrics.tickets,
+) -> int:
     """Claim up to `limit` received tickets (the oldest, or among `ticket_ids`), parse them and
-    store the outcome; returns how many were claimed.
+    store the outcome, counted in `counter`; returns how many were claimed.
 
     A batch that fails for a reason other than the database being unreachable is parsed again
     one ticket at a time, so that one ticket that can't be stored doesn't hold up the others.
     """
     try:
-        return _parse_batch(ticket_ids, limit)
+        return _parse_batch(ticket_ids, limit, counter)
     except (OperationalError, InterfaceError):
         raise
     except Exception:
@@ -64,7 +70,7 @@ def tickets_parse(*, ticket_ids: Sequence[UUID] | None = None, limit: int = BATC
     ids = list(_claimable(ticket_ids, limit).values_list("id", flat=True))
     for ticket_id in ids:
         try:
-            _parse_batch([ticket_id], 1)
+            _parse_batch([ticket_id], 1, counter)
         except (OperationalError, InterfaceError):
             raise
         except Exception as exc:
@@ -74,7 +80,7 @@ def tickets_parse(*, ticket_ids: Sequence[UUID] | None = None, limit: int = BATC
                 parsed_at=timezone.now(),
                 rejection_reason=f"the parse result could not be stored ({type(exc).__name__})",
             )
-            metrics.tickets.labels(Ticket.Status.REJECTED).inc()
+            counter.labels(Ticket.Status.REJECTED).inc()
     return len(ids)
 
 
@@ -89,7 +95,7 @@ def _is_race(exc: Exception) -> bool:
     return getattr(exc.__cause__, "sqlstate", None) in _RACE_SQLSTATES
 
 
-def _parse_batch(ticket_ids: Sequence[UUID] | None, limit: int) -> int:
+def _parse_batch(ticket_ids: Sequence[UUID] | None, limit: int, counter: Counter) -> int:
     for attempt in range(_RACE_ATTEMPTS):
         started = time.perf_counter()
         try:
@@ -108,7 +114,7 @@ def _parse_batch(ticket_ids: Sequence[UUID] | None, limit: int) -> int:
             continue
         metrics.parse_seconds.observe(time.perf_counter() - started)
         for status, count in outcome.items():
-            metrics.tickets.labels(status).inc(count)
+            counter.labels(status).inc(count)
         return len(tickets)
     raise AssertionError("unreachable")
 
@@ -212,6 +218,7 @@ def ticket_reprocess(*, ticket_id: UUID) -> Ticket:
         ticket.rejection_line = None
         ticket.rejection_reason = ""
         ticket.save(update_fields=["status", "rejection_line", "rejection_reason"])
-    tickets_parse(ticket_ids=[ticket_id], limit=1)
+    # Counted apart: the ticket's first outcome is in `tickets_total` already.
+    tickets_parse(ticket_ids=[ticket_id], limit=1, counter=metrics.reprocessed)
     ticket.refresh_from_db()
     return ticket
