@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -43,12 +44,26 @@ pytestmark = [
 
 
 @pytest.fixture
-def page(live_server, monkeypatch) -> Iterator:
-    from playwright.sync_api import sync_playwright
+def console_errors() -> list[str]:
+    """What the browser's console reported as errors, and uncaught page errors."""
+    return []
+
+
+@pytest.fixture
+def page(live_server, monkeypatch, console_errors) -> Iterator[Any]:
+    from playwright.sync_api import ConsoleMessage, Error, sync_playwright
 
     # Playwright's sync API keeps an event loop in this thread, which makes Django refuse ORM
     # calls here; the test's own queries (setting up, checking) are plain synchronous ones.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            console_errors.append(f"{message.text} ({message.location.get('url')})")
+
+    def on_page_error(error: Error) -> None:
+        console_errors.append(str(error))
+
     profile = tempfile.mkdtemp(prefix="chromium-")
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
@@ -56,15 +71,8 @@ def page(live_server, monkeypatch) -> Iterator:
         )
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
-        page.console_errors = []
-        page.on(
-            "console",
-            lambda message: (
-                message.type == "error"
-                and page.console_errors.append(f"{message.text} ({message.location.get('url')})")
-            ),
-        )
-        page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+        page.on("console", on_console)
+        page.on("pageerror", on_page_error)
         yield page
         context.close()
     shutil.rmtree(profile, ignore_errors=True)
@@ -102,7 +110,9 @@ def expected_figures(sale: Sale) -> dict[str, int]:
     return {name: int(report[name]) for name in ("sold", "reserved", "available")}  # type: ignore[call-overload]
 
 
-def test_landing_dashboard_sale_page_and_swagger(page, live_server, sale, django_user_model):
+def test_landing_dashboard_sale_page_and_swagger(
+    page, console_errors, live_server, sale, django_user_model
+):
     django_user_model.objects.create_superuser("boss", password="browser-test-password")
 
     # A newcomer: the landing page links to everything.
@@ -156,5 +166,5 @@ def test_landing_dashboard_sale_page_and_swagger(page, live_server, sale, django
         ".live-responses-table"
     ).inner_text()
 
-    assert page.console_errors == []
+    assert console_errors == []
     assert settings.EMBEDDED or sale_report(sale=sale)["reserved"] == 3

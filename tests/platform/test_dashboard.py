@@ -12,7 +12,7 @@ from sales.exceptions import ItemReserved
 from sales.models import Sale
 from sales.selectors import sale_report
 from sales.services import checkout_create, purchase_complete, sale_open
-from tests.tickets.conftest import SAMPLE
+from testkit.tickets import SAMPLE
 from tickets import services as ticket_services
 from tickets.models import Ticket
 

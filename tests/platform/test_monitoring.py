@@ -35,7 +35,7 @@ def exported_metrics(client) -> set[str]:
     """Every series name the application's registry can export, once a request has loaded the
     middleware and the views, as in a serving process."""
     assert client.get("/ping").status_code == 200
-    names = set()
+    names: set[str] = set()
     for family in REGISTRY.collect():
         base = family.name
         names.update(base + suffix for suffix in SUFFIXES.get(family.type, ("",)))
