@@ -19,6 +19,7 @@ from uuid import UUID
 
 from django.db import transaction
 
+from config.sql import insert_rows, update_rows
 from tickets.models import Product, ProductPrice
 
 
@@ -33,7 +34,15 @@ class Sighting:
     ticket_id: UUID
 
 
-_WRITE_CHUNK = 1000
+_COLUMNS = (
+    "product_id",
+    "name",
+    "price",
+    "first_seen_at",
+    "last_seen_at",
+    "last_ticket_id",
+    "times_seen",
+)
 
 
 def catalogue_record(*, sightings: list[Sighting]) -> None:
@@ -48,27 +57,23 @@ def catalogue_record(*, sightings: list[Sighting]) -> None:
     ids = sorted(by_product)
 
     # Rows created here are marked by times_seen=0 until updated below, in this transaction.
-    Product.objects.bulk_create(
+    db = transaction.get_connection()
+    insert_rows(
+        db,
+        Product,
+        _COLUMNS,
         [
-            Product(
-                product_id=product_id,
-                name=by_product[product_id][0].name,
-                price=by_product[product_id][0].price,
-                first_seen_at=by_product[product_id][0].seen_at,
-                last_seen_at=by_product[product_id][0].seen_at,
-                last_ticket_id=by_product[product_id][0].ticket_id,
-                times_seen=0,
-            )
+            (product_id, first.name, first.price, first.seen_at, first.seen_at, first.ticket_id, 0)
             for product_id in ids
+            for first in [by_product[product_id][0]]
         ],
-        ignore_conflicts=True,
-        batch_size=_WRITE_CHUNK,
+        suffix="ON CONFLICT DO NOTHING",
     )
     products = list(
         Product.objects.select_for_update(no_key=True).filter(product_id__in=ids).order_by("pk")
     )
 
-    history: list[ProductPrice] = []
+    history: list[tuple[str, Decimal, datetime, UUID]] = []
     for product in products:
         fresh = product.times_seen == 0
         for sighting in by_product[product.pk]:
@@ -79,12 +84,7 @@ def catalogue_record(*, sightings: list[Sighting]) -> None:
             if fresh or newer:
                 if fresh or sighting.price != product.price:
                     history.append(
-                        ProductPrice(
-                            product=product,
-                            price=sighting.price,
-                            effective_at=sighting.seen_at,
-                            ticket_id=sighting.ticket_id,
-                        )
+                        (product.pk, sighting.price, sighting.seen_at, sighting.ticket_id)
                     )
                 product.name = sighting.name
                 product.price = sighting.price
@@ -94,19 +94,6 @@ def catalogue_record(*, sightings: list[Sighting]) -> None:
             product.first_seen_at = min(product.first_seen_at, sighting.seen_at)
             product.times_seen += 1
 
-    # Every row exists and is locked by this transaction: the upsert is a one-statement update.
-    Product.objects.bulk_create(
-        products,
-        update_conflicts=True,
-        unique_fields=["product_id"],
-        update_fields=[
-            "name",
-            "price",
-            "first_seen_at",
-            "last_seen_at",
-            "last_ticket",
-            "times_seen",
-        ],
-        batch_size=_WRITE_CHUNK,
-    )
-    ProductPrice.objects.bulk_create(history, batch_size=_WRITE_CHUNK)
+    # Every row exists and is locked by this transaction: one statement updates them all.
+    update_rows(db, Product, _COLUMNS, [[getattr(p, c) for c in _COLUMNS] for p in products])
+    insert_rows(db, ProductPrice, ("product_id", "price", "effective_at", "ticket_id"), history)

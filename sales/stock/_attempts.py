@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from config.groupcommit import GroupCommit
 from config.process import PerProcess
+from config.sql import insert_rows
 from sales.models import CheckoutAttempt
 
 _COLUMNS = (
@@ -27,19 +28,12 @@ _COLUMNS = (
     "via_redis",
     "created_at",
 )
-_ROW = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
-_INSERT = f"INSERT INTO {CheckoutAttempt._meta.db_table} ({', '.join(_COLUMNS)}) VALUES "  # noqa: S608
 
 
 def _insert(db: BaseDatabaseWrapper, rows: Sequence[tuple[Any, ...]]) -> list[int]:
-    """One multi-row INSERT, written out: the ORM costs several times the database's own work
-    on the service's hottest statement. Ids are drawn in the order of the rows."""
-    with db.cursor() as cursor:
-        cursor.execute(
-            _INSERT + ", ".join([_ROW] * len(rows)) + " RETURNING id",
-            [value for row in rows for value in row],
-        )
-        return sorted(pk for (pk,) in cursor.fetchall())
+    """One statement for the rows; ids are drawn in the order of the rows."""
+    returned = insert_rows(db, CheckoutAttempt, _COLUMNS, rows, suffix="RETURNING id")
+    return sorted(pk for (pk,) in returned)
 
 
 _writer = PerProcess(lambda: GroupCommit(_insert), close=GroupCommit.close)

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from config.groupcommit import GroupCommit
 from config.process import PerProcess
+from config.sql import insert_rows
 from tickets import metrics, spool
 from tickets.exceptions import IdempotencyKeyReused, TicketNotStored
 from tickets.models import Ticket, new_ticket_id
@@ -82,23 +83,13 @@ _COLUMNS = (
     "anomalies",
     "unknown_headers",
 )
-_ROW = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
-_ID = Ticket._meta.pk
-_INSERT = f"INSERT INTO {Ticket._meta.db_table} ({', '.join(_COLUMNS)}) VALUES "  # noqa: S608
 
 
 def _insert(db: BaseDatabaseWrapper, rows: Sequence[tuple[Any, ...]]) -> list[bool]:
-    """One multi-row INSERT; a row whose idempotency key is taken is skipped, not an error."""
-    with db.cursor() as cursor:
-        cursor.execute(
-            _INSERT + ", ".join([_ROW] * len(rows)) + " ON CONFLICT DO NOTHING RETURNING id",
-            [
-                value
-                for ticket_id, *rest in rows
-                for value in (_ID.get_db_prep_value(ticket_id, db), *rest)
-            ],
-        )
-        stored = {UUID(str(pk)) for (pk,) in cursor.fetchall()}
+    """One statement for the rows; a row whose idempotency key is taken is skipped, not an
+    error. Returns which rows were stored."""
+    returned = insert_rows(db, Ticket, _COLUMNS, rows, suffix="ON CONFLICT DO NOTHING RETURNING id")
+    stored = {UUID(str(pk)) for (pk,) in returned}
     return [row[0] in stored for row in rows]
 
 
@@ -123,7 +114,7 @@ def ticket_ingest(*, body: bytes, idempotency_key: str | None = None) -> Receipt
     if breaker.allows():
         row = (ticket_id, body, sha256, received_at, idempotency_key, Ticket.Status.RECEIVED)
         try:
-            stored = _writer.get().insert((*row, "", "", "", "[]", "{}"))
+            stored = _writer.get().insert((*row, "", "", "", [], {}))
         except DatabaseError:
             breaker.record(ok=False)
             logger.warning("database unavailable; spooling ticket %s", ticket_id, exc_info=True)

@@ -17,6 +17,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.utils import timezone
 from prometheus_client import Counter
 
+from config.sql import insert_rows, update_rows
 from tickets import metrics
 from tickets.catalogue import Sighting, catalogue_record
 from tickets.exceptions import TicketNotFound, TicketNotReprocessable
@@ -119,6 +120,20 @@ def _parse_batch(ticket_ids: Sequence[UUID] | None, limit: int, counter: Counter
     raise AssertionError("unreachable")
 
 
+_PARSED_COLUMNS = (
+    "id",
+    "status",
+    "parsed_at",
+    "order_number",
+    "fingerprint",
+    "duplicate_of_id",
+    "anomalies",
+    "unknown_headers",
+    "rejection_line",
+    "rejection_reason",
+)
+
+
 def _store_outcomes(tickets: list[Ticket]) -> dict[str, int]:
     """Parse claimed tickets and write the results. Holds the claim's transaction."""
     now = timezone.now()
@@ -133,8 +148,8 @@ def _store_outcomes(tickets: list[Ticket]) -> dict[str, int]:
             status=Ticket.Status.PARSED, fingerprint__in=set(fingerprints.values())
         ).values_list("fingerprint", "id")
     )
-    orders: list[Order] = []
-    lines: list[OrderLine] = []
+    orders: list[tuple[Any, ...]] = []
+    lines: list[tuple[Any, ...]] = []
     sightings: list[Sighting] = []
     outcome: dict[str, int] = {}
     for ticket in sorted(tickets, key=lambda t: (t.received_at, t.id)):
@@ -156,22 +171,10 @@ def _store_outcomes(tickets: list[Ticket]) -> dict[str, int]:
             else:
                 ticket.status = Ticket.Status.PARSED
                 orders.append(
-                    Order(
-                        ticket=ticket,
-                        number=result.order,
-                        vat=result.vat,
-                        total=result.total,
-                        received_at=ticket.received_at,
-                    )
+                    (ticket.id, result.order, result.vat, result.total, ticket.received_at)
                 )
                 lines.extend(
-                    OrderLine(
-                        order_id=ticket.id,
-                        line=item.line,
-                        product_id=item.product_id,
-                        name=item.name,
-                        price=item.price,
-                    )
+                    (ticket.id, item.line, item.product_id, item.name, item.price)
                     for item in result.lines
                 )
                 last_rows = {item.product_id: item for item in result.lines}
@@ -182,26 +185,17 @@ def _store_outcomes(tickets: list[Ticket]) -> dict[str, int]:
         outcome[ticket.status] = outcome.get(ticket.status, 0) + 1
 
     catalogue_record(sightings=sightings)
-    Order.objects.bulk_create(orders)
-    OrderLine.objects.bulk_create(lines, batch_size=1000)
+    db = transaction.get_connection()
+    insert_rows(db, Order, ("ticket_id", "number", "vat", "total", "received_at"), orders)
+    insert_rows(db, OrderLine, ("order_id", "line", "product_id", "name", "price"), lines)
     # Last: a concurrent parse of the same content makes this fail (or wait, then fail) on the
     # parsed-once constraint, after every product lock this transaction needs is already held.
-    # The rows exist and are claimed: this upsert is a one-statement update of all of them.
-    Ticket.objects.bulk_create(
-        tickets,
-        update_conflicts=True,
-        unique_fields=["id"],
-        update_fields=[
-            "status",
-            "parsed_at",
-            "order_number",
-            "fingerprint",
-            "duplicate_of",
-            "anomalies",
-            "unknown_headers",
-            "rejection_line",
-            "rejection_reason",
-        ],
+    # The rows exist and are claimed: one statement updates them all.
+    update_rows(
+        db,
+        Ticket,
+        _PARSED_COLUMNS,
+        [tuple(getattr(ticket, column) for column in _PARSED_COLUMNS) for ticket in tickets],
     )
     return outcome
 
