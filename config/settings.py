@@ -83,11 +83,14 @@ def _database() -> dict[str, Any]:
     options["pool"] = {"min_size": 1, "max_size": _positive("DB_POOL_SIZE", 8), "timeout": 10}
     db["CONN_MAX_AGE"] = 0  # the pool owns connection lifetime
     # Parameters bound by the server, and statements prepared after a few runs: PostgreSQL
-    # parses the hot queries once per connection. Behind PgBouncer in transaction mode a
-    # connection is not ours between transactions, so DB_PGBOUNCER turns preparing off.
+    # parses the hot queries once per connection (Django prepares nothing unless told). Behind
+    # PgBouncer in transaction mode a server connection is not ours between transactions, so
+    # DB_PGBOUNCER turns off what would outlive one: prepared statements, server-side cursors.
     options["server_side_binding"] = True
+    options["prepare_threshold"] = 5
     if _read("DB_PGBOUNCER", bool, False):
         options["prepare_threshold"] = None
+        db["DISABLE_SERVER_SIDE_CURSORS"] = True
     return db
 
 

@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
 import redis
 
 from testkit.stack import free_port, wait_for
@@ -141,6 +142,13 @@ class PgBouncer:
     def url(self, database: str) -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
 
+    def client_connections(self) -> int:
+        """Clients connected right now, from PgBouncer's admin console."""
+        console = self.url("pgbouncer")  # it speaks the simple query protocol only
+        with psycopg.connect(console, autocommit=True, cursor_factory=psycopg.ClientCursor) as db:
+            rows = db.execute("SHOW LISTS").fetchall()
+        return int(dict(rows)["used_clients"])
+
     def __enter__(self) -> "PgBouncer":
         self.start()
         return self
@@ -161,6 +169,7 @@ listen_addr = 127.0.0.1
 listen_port = {self.port}
 unix_socket_dir =
 auth_type = trust
+admin_users = postgres
 auth_file = {self.dir}/users.txt
 pool_mode = transaction
 max_client_conn = 1000

@@ -3,11 +3,17 @@ a Redis Cluster losing the master of a sale's slot, PgBouncer in transaction mod
 PostgreSQL with fewer connections than the processes hold, and RabbitMQ as the broker, killed
 at any moment."""
 
+import asyncio
+import json
+import threading
+import time
+import urllib.request
+
 import psycopg
 import pytest
 
 from loadtests.sales_rush import rush
-from testkit.engines import RedisCluster
+from testkit.engines import PgBouncer, RabbitMQ, RedisCluster
 from testkit.stack import Stack
 from tests.faults.test_sales_faults import (
     ITEMS,
@@ -16,6 +22,7 @@ from tests.faults.test_sales_faults import (
     assert_sold_out_within_the_rules,
     open_sale,
 )
+from tests.faults.test_tickets_faults import assert_each_parsed_once, burst
 
 pytestmark = pytest.mark.faults
 
@@ -53,3 +60,80 @@ def test_the_master_of_a_sales_slot_killed_mid_rush():
         assert decided[0] is True, "the rush began on the cluster"
         first_fallback = decided.index(False)  # PostgreSQL went on selling
         assert True in decided[first_fallback:], "the fast path came back by itself"
+
+
+def test_a_rush_and_a_burst_through_pgbouncer_with_more_clients_than_postgresql_allows():
+    stack = Stack("faults_pgbouncer", own_postgres=True)
+    assert stack.cluster is not None
+    stack.cluster.max_connections = 12
+    with PgBouncer(stack.cluster.port, server_connections=8) as bouncer, stack:
+        stack.env.update(
+            DATABASE_URL=bouncer.url(stack.name), DB_PGBOUNCER="true", DB_POOL_SIZE="8"
+        )
+        urls = [stack.start_web(workers=2, threads=8) for _ in range(2)]
+        stack.start_worker()
+        sale = stack.manage_json(
+            "start_sale", "--items", str(ITEMS), "--user-limit", str(LIMIT), "--ttl", "2"
+        )
+        item_ids = [
+            row[0]
+            for row in stack.query("SELECT id FROM sales_item WHERE sale_id = %s", [sale["id"]])
+        ]
+        clients: list[int] = []
+        rushing = threading.Event()
+
+        def count_clients() -> None:
+            while not rushing.wait(0.2):
+                clients.append(bouncer.client_connections())
+
+        counter = threading.Thread(target=count_clients)
+        counter.start()
+        try:
+            result = rush(urls, item_ids, buyers=60, user_limit=LIMIT, abandon=0.3, deadline=120)
+        finally:
+            rushing.set()
+            counter.join(timeout=10)
+        assert max(clients) > stack.cluster.max_connections, "more clients than PostgreSQL allows"
+        report = assert_sold_out_within_the_rules(stack, sale, result)
+        assert sum(report["attempts_by_outcome"].values()) == result["checkout_requests"]
+        assert_each_parsed_once(stack, burst(urls[0], 1000, seed=21))
+
+
+def test_rabbitmq_killed_and_restarted_mid_burst_and_mid_acknowledgement():
+    with (
+        RabbitMQ() as broker,
+        Stack(
+            "faults_rabbitmq",
+            own_postgres=True,
+            extra_env={"CELERY_BROKER_URL": broker.url, "TICKETS_SWEEP_SECONDS": "2"},
+        ) as stack,
+    ):
+        url = stack.start_web(workers=2)
+        stack.start_worker()
+        stack.start_beat()
+        with urllib.request.urlopen(f"{url}/health", timeout=10) as health:
+            assert json.load(health)["broker"] == "ok"
+
+        def succeeded() -> int:
+            return stack.log("worker").count(" succeeded in ")
+
+        def kill_when_a_task_ends() -> None:
+            """Kill the broker the moment the worker logs a finished task: it is acknowledging
+            it (late acknowledgement) right then."""
+            seen, deadline = succeeded(), time.monotonic() + 30
+            while succeeded() == seen:
+                assert time.monotonic() < deadline, "no task finished"
+                time.sleep(0.005)
+            broker.kill()
+
+        async def outages() -> None:
+            await asyncio.sleep(1)
+            await asyncio.to_thread(broker.kill)  # mid-burst, whatever the worker is doing
+            await asyncio.sleep(1)
+            await asyncio.to_thread(broker.start)
+            await asyncio.to_thread(kill_when_a_task_ends)
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(broker.start)
+
+        acknowledged = burst(url, 3000, seed=31, during=outages)
+        assert_each_parsed_once(stack, acknowledged)
