@@ -16,6 +16,8 @@ from django_redis.pool import ConnectionFactory
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
+from config.process import PerProcess
+
 
 class ClusterUnavailable(RedisError):
     """The cluster client gave up without a Redis error (no node covers the slot, no node
@@ -30,19 +32,26 @@ class _Cluster(RedisCluster):
             raise ClusterUnavailable(str(exc)) from exc
 
 
-class ClusterConnectionFactory(ConnectionFactory):
-    """One cluster client per process and location, shared by every thread: it holds a pool
-    per node and the slot map, which are worth building once."""
+def _close_all(clients: dict[str, RedisCluster]) -> None:
+    for client in clients.values():
+        client.close()
 
-    _clusters: dict[str, RedisCluster] = {}
-    _creating = threading.Lock()
+
+# One cluster client per location, shared by the process's threads: it holds a pool per node
+# and the slot map, which are worth building once.
+_clients: PerProcess[dict[str, RedisCluster]] = PerProcess(dict, close=_close_all)
+_creating = threading.Lock()
+
+
+class ClusterConnectionFactory(ConnectionFactory):
+    """django-redis's connection factory for a Redis Cluster (`REDIS_CLUSTER`)."""
 
     def connect(self, url: str) -> RedisCluster:  # type: ignore[override]
-        with self._creating:
-            client = self._clusters.get(url)
-            if client is None:
-                client = self._clusters[url] = self._create(url)
-        return client
+        clients = _clients.get()
+        with _creating:
+            if url not in clients:
+                clients[url] = self._create(url)
+            return clients[url]
 
     def _create(self, url: str) -> RedisCluster:
         nodes = [ClusterNode(*node.rsplit(":", 1)) for node in settings.REDIS_CLUSTER_NODES]
