@@ -12,12 +12,14 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import redis
 
-from testkit.stack import free_port, wait_for
+from testkit.stack import Stack, free_port, wait_for
 
 
 def _workdir(prefix: str) -> Path:
@@ -255,3 +257,57 @@ class RabbitMQ:
         _kill(self.process)
         self.process = None
         time.sleep(0.1)  # the kernel releases the listening port
+
+
+@dataclass
+class Engines:
+    """The engines a scaled-out stack runs on; None where the stack's own default serves."""
+
+    redis_cluster: RedisCluster | None
+    pgbouncer: PgBouncer | None
+    rabbitmq: RabbitMQ | None
+
+
+@contextlib.contextmanager
+def scaled_out(
+    name: str,
+    *,
+    cluster: bool = False,
+    pgbouncer: bool = False,
+    rabbitmq: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[tuple[Stack, Engines]]:
+    """A stack (with a PostgreSQL of its own) on the engines asked for: a Redis Cluster for
+    the cache aliases, PgBouncer in front of a PostgreSQL that allows fewer connections than
+    the processes hold, RabbitMQ as the broker."""
+    with contextlib.ExitStack() as running:
+        env = dict(extra_env or {})
+        engines = Engines(
+            redis_cluster=running.enter_context(RedisCluster()) if cluster else None,
+            pgbouncer=None,
+            rabbitmq=running.enter_context(RabbitMQ()) if rabbitmq else None,
+        )
+        if engines.redis_cluster:
+            env.update(REDIS_URL=engines.redis_cluster.url, REDIS_CLUSTER="true")
+        if engines.rabbitmq:
+            env["CELERY_BROKER_URL"] = engines.rabbitmq.url
+        stack = Stack(name, own_postgres=True, extra_env=env)
+        if pgbouncer:
+            assert stack.cluster is not None
+            stack.cluster.max_connections = 20
+            engines.pgbouncer = running.enter_context(
+                PgBouncer(stack.cluster.port, server_connections=12)
+            )
+            stack.env.update(DATABASE_URL=engines.pgbouncer.url(stack.name), DB_PGBOUNCER="true")
+        yield running.enter_context(stack), engines
+
+
+def start_hosts(stack: Stack, count: int = 2, *, web_workers: int = 2) -> list[str]:
+    """`count` hosts, as separate machines would run them: each a web instance and a Celery
+    worker sharing a spool directory of their own. Returns the web instances' URLs."""
+    urls = []
+    for host in range(count):
+        stack.env["TICKET_SPOOL_DIR"] = str(stack.workdir / f"spool-{host}")
+        urls.append(stack.start_web(workers=web_workers))
+        stack.start_worker(f"worker-{host}")
+    return urls

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from loadtests.sales_rush import rush
-from testkit.engines import PgBouncer, RabbitMQ, RedisCluster
+from testkit.engines import scaled_out
 from testkit.stack import Stack
 from tests.faults.test_sales_faults import (
     ITEMS,
@@ -39,14 +39,9 @@ def via_redis(stack: Stack, sale_id: int) -> list[bool]:
 
 
 def test_the_master_of_a_sales_slot_killed_mid_rush():
-    with (
-        RedisCluster() as cluster,
-        Stack(
-            "faults_cluster",
-            own_postgres=True,
-            extra_env={"REDIS_URL": cluster.url, "REDIS_CLUSTER": "true"},
-        ) as stack,
-    ):
+    with scaled_out("faults_cluster", cluster=True) as (stack, engines):
+        cluster = engines.redis_cluster
+        assert cluster is not None
         sale, item_ids, url = open_sale(stack)
         master = cluster.master_of(f"{{sale:{sale['id']}}}:ready")
         fault = after(2, lambda: cluster.kill(master))
@@ -63,13 +58,11 @@ def test_the_master_of_a_sales_slot_killed_mid_rush():
 
 
 def test_a_rush_and_a_burst_through_pgbouncer_with_more_clients_than_postgresql_allows():
-    stack = Stack("faults_pgbouncer", own_postgres=True)
-    assert stack.cluster is not None
-    stack.cluster.max_connections = 12
-    with PgBouncer(stack.cluster.port, server_connections=8) as bouncer, stack:
-        stack.env.update(
-            DATABASE_URL=bouncer.url(stack.name), DB_PGBOUNCER="true", DB_POOL_SIZE="8"
-        )
+    with scaled_out("faults_pgbouncer", pgbouncer=True) as (stack, engines):
+        bouncer, postgres = engines.pgbouncer, stack.cluster
+        assert bouncer is not None
+        assert postgres is not None
+        # 2 instances x 2 processes x 8 threads, each thread with a connection of its own
         urls = [stack.start_web(workers=2, threads=8) for _ in range(2)]
         stack.start_worker()
         sale = stack.manage_json(
@@ -93,21 +86,19 @@ def test_a_rush_and_a_burst_through_pgbouncer_with_more_clients_than_postgresql_
         finally:
             rushing.set()
             counter.join(timeout=10)
-        assert max(clients) > stack.cluster.max_connections, "more clients than PostgreSQL allows"
+        assert max(clients) > postgres.max_connections, "more clients than PostgreSQL allows"
         report = assert_sold_out_within_the_rules(stack, sale, result)
         assert sum(report["attempts_by_outcome"].values()) == result["checkout_requests"]
         assert_each_parsed_once(stack, burst(urls[0], 1000, seed=21))
 
 
 def test_rabbitmq_killed_and_restarted_mid_burst_and_mid_acknowledgement():
-    with (
-        RabbitMQ() as broker,
-        Stack(
-            "faults_rabbitmq",
-            own_postgres=True,
-            extra_env={"CELERY_BROKER_URL": broker.url, "TICKETS_SWEEP_SECONDS": "2"},
-        ) as stack,
+    with scaled_out("faults_rabbitmq", rabbitmq=True, extra_env={"TICKETS_SWEEP_SECONDS": "2"}) as (
+        stack,
+        engines,
     ):
+        broker = engines.rabbitmq
+        assert broker is not None
         url = stack.start_web(workers=2)
         stack.start_worker()
         stack.start_beat()
