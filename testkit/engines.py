@@ -178,6 +178,9 @@ max_client_conn = 1000
 default_pool_size = {self.server_connections}
 max_db_connections = {self.server_connections}
 ignore_startup_parameters = extra_float_digits,options
+; PostgreSQL down shows up as an error within seconds (tickets go to the spool), not as a wait.
+query_wait_timeout = 5
+server_login_retry = 1
 server_reset_query =
 logfile = {self.dir}/pgbouncer.log
 """
@@ -275,11 +278,12 @@ def scaled_out(
     cluster: bool = False,
     pgbouncer: bool = False,
     rabbitmq: bool = False,
+    own_postgres: bool = False,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[Stack, Engines]]:
-    """A stack (with a PostgreSQL of its own) on the engines asked for: a Redis Cluster for
-    the cache aliases, PgBouncer in front of a PostgreSQL that allows fewer connections than
-    the processes hold, RabbitMQ as the broker."""
+    """A stack on the engines asked for: a Redis Cluster for the cache aliases, PgBouncer in
+    front of a PostgreSQL of its own that allows fewer connections than the processes hold,
+    RabbitMQ as the broker."""
     with contextlib.ExitStack() as running:
         env = dict(extra_env or {})
         engines = Engines(
@@ -291,12 +295,12 @@ def scaled_out(
             env.update(REDIS_URL=engines.redis_cluster.url, REDIS_CLUSTER="true")
         if engines.rabbitmq:
             env["CELERY_BROKER_URL"] = engines.rabbitmq.url
-        stack = Stack(name, own_postgres=True, extra_env=env)
+        stack = Stack(name, own_postgres=own_postgres or pgbouncer, extra_env=env)
         if pgbouncer:
             assert stack.cluster is not None
-            stack.cluster.max_connections = 20
+            stack.cluster.max_connections = 10
             engines.pgbouncer = running.enter_context(
-                PgBouncer(stack.cluster.port, server_connections=12)
+                PgBouncer(stack.cluster.port, server_connections=6)
             )
             stack.env.update(DATABASE_URL=engines.pgbouncer.url(stack.name), DB_PGBOUNCER="true")
         yield running.enter_context(stack), engines
@@ -307,7 +311,7 @@ def start_hosts(stack: Stack, count: int = 2, *, web_workers: int = 2) -> list[s
     worker sharing a spool directory of their own. Returns the web instances' URLs."""
     urls = []
     for host in range(count):
-        stack.env["TICKET_SPOOL_DIR"] = str(stack.workdir / f"spool-{host}")
+        stack.env["TICKET_SPOOL_DIR"] = str(stack.workdir / "spool" / f"host-{host}")
         urls.append(stack.start_web(workers=web_workers))
         stack.start_worker(f"worker-{host}")
     return urls

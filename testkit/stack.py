@@ -319,8 +319,8 @@ class Stack:
     # -- tickets --------------------------------------------------------------------------
 
     def spool_files(self) -> int:
-        spool = self.workdir / "spool"
-        return len([*spool.glob("*.seg"), *spool.glob("*.sealed")]) if spool.exists() else 0
+        spool = self.workdir / "spool"  # one directory, or one per host below it
+        return len([*spool.glob("**/*.seg"), *spool.glob("**/*.sealed")])
 
     def tickets_settled(self, expected: int, timeout: float) -> dict[str, Any]:
         """Polls until `expected` tickets are stored, none is left `received` and the spool is

@@ -39,7 +39,7 @@ def via_redis(stack: Stack, sale_id: int) -> list[bool]:
 
 
 def test_the_master_of_a_sales_slot_killed_mid_rush():
-    with scaled_out("faults_cluster", cluster=True) as (stack, engines):
+    with scaled_out("faults_cluster", cluster=True, own_postgres=True) as (stack, engines):
         cluster = engines.redis_cluster
         assert cluster is not None
         sale, item_ids, url = open_sale(stack)
@@ -93,10 +93,12 @@ def test_a_rush_and_a_burst_through_pgbouncer_with_more_clients_than_postgresql_
 
 
 def test_rabbitmq_killed_and_restarted_mid_burst_and_mid_acknowledgement():
-    with scaled_out("faults_rabbitmq", rabbitmq=True, extra_env={"TICKETS_SWEEP_SECONDS": "2"}) as (
-        stack,
-        engines,
-    ):
+    with scaled_out(
+        "faults_rabbitmq",
+        rabbitmq=True,
+        own_postgres=True,
+        extra_env={"TICKETS_SWEEP_SECONDS": "2"},
+    ) as (stack, engines):
         broker = engines.rabbitmq
         assert broker is not None
         url = stack.start_web(workers=2)

@@ -7,7 +7,6 @@ from django.utils import timezone
 
 from sales.models import Sale
 from sales.services import sale_open
-from testkit.engines import RedisCluster
 from testkit.stack import RedisServer
 
 
@@ -46,28 +45,3 @@ def own_redis(settings) -> Iterator[RedisServer]:
     }
     yield server
     server.kill()
-
-
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[RedisCluster]:
-    """A Redis Cluster of the suite's own: three masters, three replicas."""
-    with RedisCluster() as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def on_redis_cluster(settings, redis_cluster) -> RedisCluster:
-    """Point the service's Redis aliases at the suite's cluster, as REDIS_CLUSTER=true does."""
-    if not django_settings.REDIS_URL:
-        pytest.skip("Redis is not configured")
-    settings.REDIS_URL, settings.REDIS_CLUSTER = redis_cluster.url, True
-    factory = {"CONNECTION_FACTORY": "config.redis.ClusterConnectionFactory"}
-    settings.CACHES = {
-        alias: {
-            **config,
-            "LOCATION": redis_cluster.url,
-            "OPTIONS": {**config["OPTIONS"], **factory},
-        }
-        for alias, config in settings.CACHES.items()
-    }
-    return redis_cluster
