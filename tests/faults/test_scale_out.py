@@ -1,9 +1,11 @@
-"""The scale-out engines under load and under faults, over real gunicorn and Celery processes:
+"""The scale-out engines under load and under faults, over real web server and Celery processes:
 a Redis Cluster losing the master of a sale's slot, PgBouncer in transaction mode in front of a
 PostgreSQL with fewer connections than the processes hold, and RabbitMQ as the broker, killed
-at any moment."""
+at any moment. Like the other fault tests they assert safety, plus what the fault is about: the
+replica took over and the fast path came back, more clients than PostgreSQL allows, every
+ticket parsed once.
+"""
 
-import asyncio
 import json
 import threading
 import time
@@ -12,16 +14,10 @@ import urllib.request
 import psycopg
 import pytest
 
-from loadtests.sales_rush import rush
 from testkit.engines import scaled_out
+from testkit.rush import http_rush
 from testkit.stack import Stack
-from tests.faults.test_sales_faults import (
-    ITEMS,
-    LIMIT,
-    after,
-    assert_sold_out_within_the_rules,
-    open_sale,
-)
+from tests.faults.test_sales_faults import LIMIT, RUSH_SECONDS, assert_within_the_rules, open_sale
 from tests.faults.test_tickets_faults import assert_each_parsed_once, burst
 
 pytestmark = pytest.mark.faults
@@ -44,12 +40,17 @@ def test_the_master_of_a_sales_slot_killed_mid_rush():
         assert cluster is not None
         sale, item_ids, url = open_sale(stack)
         master = cluster.master_of(f"{{sale:{sale['id']}}}:ready")
-        fault = after(2, lambda: cluster.kill(master))
-        result = rush([url], item_ids, buyers=60, user_limit=LIMIT, abandon=0.3, deadline=120)
-        fault.join()
-        report = assert_sold_out_within_the_rules(stack, sale, result)
-        assert sum(report["attempts_by_outcome"].values()) == result["checkout_requests"]
-        assert report["sold"] == ITEMS
+
+        def kill_the_master() -> None:
+            time.sleep(2)
+            cluster.kill(master)
+
+        result = http_rush(
+            [url], item_ids, slots=60, user_limit=LIMIT, abandon=0.3, deadline=RUSH_SECONDS,
+            during=kill_the_master,
+        )  # fmt: skip
+        report = assert_within_the_rules(stack, sale, result)
+        assert sum(report["attempts_by_outcome"].values()) == result.checkouts
         assert cluster.master_of(f"{{sale:{sale['id']}}}:ready") != master, "replica promoted"
         decided = via_redis(stack, sale["id"])
         assert decided[0] is True, "the rush began on the cluster"
@@ -65,13 +66,7 @@ def test_a_rush_and_a_burst_through_pgbouncer_with_more_clients_than_postgresql_
         # 2 instances x 2 processes x 8 threads, each thread with a connection of its own
         urls = [stack.start_web(workers=2, threads=8) for _ in range(2)]
         stack.start_worker()
-        sale = stack.manage_json(
-            "start_sale", "--items", str(ITEMS), "--user-limit", str(LIMIT), "--ttl", "2"
-        )
-        item_ids = [
-            row[0]
-            for row in stack.query("SELECT id FROM sales_item WHERE sale_id = %s", [sale["id"]])
-        ]
+        sale, item_ids, _ = open_sale(stack)
         clients: list[int] = []
         rushing = threading.Event()
 
@@ -82,13 +77,15 @@ def test_a_rush_and_a_burst_through_pgbouncer_with_more_clients_than_postgresql_
         counter = threading.Thread(target=count_clients)
         counter.start()
         try:
-            result = rush(urls, item_ids, buyers=60, user_limit=LIMIT, abandon=0.3, deadline=120)
+            result = http_rush(
+                urls, item_ids, slots=60, user_limit=LIMIT, abandon=0.3, deadline=RUSH_SECONDS
+            )
         finally:
             rushing.set()
             counter.join(timeout=10)
         assert max(clients) > postgres.max_connections, "more clients than PostgreSQL allows"
-        report = assert_sold_out_within_the_rules(stack, sale, result)
-        assert sum(report["attempts_by_outcome"].values()) == result["checkout_requests"]
+        report = assert_within_the_rules(stack, sale, result)
+        assert sum(report["attempts_by_outcome"].values()) == result.checkouts
         assert_each_parsed_once(stack, burst(urls[0], 1000, seed=21))
 
 
@@ -119,14 +116,14 @@ def test_rabbitmq_killed_and_restarted_mid_burst_and_mid_acknowledgement():
                 time.sleep(0.005)
             broker.kill()
 
-        async def outages() -> None:
-            await asyncio.sleep(1)
-            await asyncio.to_thread(broker.kill)  # mid-burst, whatever the worker is doing
-            await asyncio.sleep(1)
-            await asyncio.to_thread(broker.start)
-            await asyncio.to_thread(kill_when_a_task_ends)
-            await asyncio.sleep(0.5)
-            await asyncio.to_thread(broker.start)
+        def outages() -> None:
+            time.sleep(1)
+            broker.kill()  # mid-burst, whatever the worker is doing
+            time.sleep(1)
+            broker.start()
+            kill_when_a_task_ends()
+            time.sleep(0.5)
+            broker.start()
 
         acknowledged = burst(url, 3000, seed=31, during=outages)
         assert_each_parsed_once(stack, acknowledged)
