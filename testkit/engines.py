@@ -52,7 +52,6 @@ class RedisCluster:
         self.bus_ports = {port: free_port() for port in self.ports}
         self.processes: dict[int, subprocess.Popen[bytes] | None] = dict.fromkeys(self.ports)
         self.url = f"redis://127.0.0.1:{self.ports[0]}/0"
-        self.nodes = ",".join(f"127.0.0.1:{port}" for port in self.ports)
 
     def __enter__(self) -> "RedisCluster":
         try:
@@ -309,9 +308,10 @@ def scaled_out(
 def start_hosts(stack: Stack, count: int = 2, *, web_workers: int = 2) -> list[str]:
     """`count` hosts, as separate machines would run them: each a web instance and a Celery
     worker sharing a spool directory of their own. Returns the web instances' URLs."""
-    urls = []
+    urls, shared = [], stack.env["TICKET_SPOOL_DIR"]
     for host in range(count):
         stack.env["TICKET_SPOOL_DIR"] = str(stack.workdir / "spool" / f"host-{host}")
         urls.append(stack.start_web(workers=web_workers))
         stack.start_worker(f"worker-{host}")
+    stack.env["TICKET_SPOOL_DIR"] = shared
     return urls

@@ -42,7 +42,8 @@ def test_the_master_of_a_sales_slot_killed_mid_rush():
         master = cluster.master_of(f"{{sale:{sale['id']}}}:ready")
 
         def kill_the_master() -> None:
-            time.sleep(2)
+            # early enough that the replica is promoted well before the rush can sell out
+            time.sleep(1)
             cluster.kill(master)
 
         result = http_rush(
