@@ -22,6 +22,15 @@ import redis
 from testkit.stack import Stack, free_port, wait_for
 
 
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct spare ports: held open together while chosen, so none repeats."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
 def _workdir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
 
@@ -48,8 +57,9 @@ class RedisCluster:
 
     def __init__(self) -> None:
         self.dir = _workdir("redis-cluster-")
-        self.ports = [free_port() for _ in range(6)]
-        self.bus_ports = {port: free_port() for port in self.ports}
+        ports = _free_ports(12)
+        self.ports = ports[:6]
+        self.bus_ports = dict(zip(self.ports, ports[6:], strict=True))
         self.processes: dict[int, subprocess.Popen[bytes] | None] = dict.fromkeys(self.ports)
         self.url = f"redis://127.0.0.1:{self.ports[0]}/0"
 
@@ -97,7 +107,11 @@ class RedisCluster:
             ],
             self.dir / f"{port}.log",
         )  # fmt: skip
-        wait_for(redis.Redis(port=port).ping, f"redis-server on {port}")
+        try:
+            wait_for(redis.Redis(port=port).ping, f"redis-server on {port}")
+        except RuntimeError as exc:
+            log = (self.dir / f"{port}.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{exc}:\n{log}") from None
 
     def kill(self, port: int) -> None:
         _kill(self.processes.get(port))
@@ -208,8 +222,7 @@ class RabbitMQ:
 
     def __init__(self) -> None:
         self.dir = _workdir("rabbitmq-")
-        self.port = free_port()
-        self.dist_port = free_port()
+        self.port, self.dist_port = _free_ports(2)
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
         self.process: subprocess.Popen[bytes] | None = None
         (self.dir / "rabbitmq.conf").write_text(
