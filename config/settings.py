@@ -83,11 +83,14 @@ def _database() -> dict[str, Any]:
     options["pool"] = {"min_size": 1, "max_size": _positive("DB_POOL_SIZE", 8), "timeout": 10}
     db["CONN_MAX_AGE"] = 0  # the pool owns connection lifetime
     # Parameters bound by the server, and statements prepared after a few runs: PostgreSQL
-    # parses the hot queries once per connection. Behind PgBouncer in transaction mode a
-    # connection is not ours between transactions, so DB_PGBOUNCER turns preparing off.
+    # parses the hot queries once per connection (Django prepares nothing unless told). Behind
+    # PgBouncer in transaction mode a server connection is not ours between transactions, so
+    # DB_PGBOUNCER turns off what would outlive one: prepared statements, server-side cursors.
     options["server_side_binding"] = True
+    options["prepare_threshold"] = 5
     if _read("DB_PGBOUNCER", bool, False):
         options["prepare_threshold"] = None
+        db["DISABLE_SERVER_SIDE_CURSORS"] = True
     return db
 
 
@@ -101,6 +104,21 @@ def _redis_url() -> str:
         auth = f":{quote(password, safe='')}@" if password else ""
         return f"redis://{auth}{host}:{_read('REDIS_PORT', int, 6379)}/0"
     return ""
+
+
+def _redis_cluster(url: str) -> tuple[bool, list[str], str]:
+    """(cluster?, its startup nodes as host:port, the URL of one of them)."""
+    nodes = env.list("REDIS_CLUSTER_NODES", default=[])
+    for node in nodes:
+        if not re.fullmatch(r"[^\s:/]+:\d+", node):
+            raise ImproperlyConfigured(f"REDIS_CLUSTER_NODES: {node!r} is not host:port")
+    if not _read("REDIS_CLUSTER", bool, bool(nodes)):
+        return False, [], url
+    if not (url or nodes):
+        raise ImproperlyConfigured("REDIS_CLUSTER needs REDIS_URL or REDIS_CLUSTER_NODES")
+    if url and re.search(r"/[1-9]\d*$", url):
+        raise ImproperlyConfigured(f"REDIS_URL={url!r}: a Redis Cluster has only db 0")
+    return True, nodes, url or f"redis://{nodes[0]}/0"
 
 
 # Core
@@ -173,13 +191,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: "default" is a cache that may fail quietly; "stock" is the flash-sale fast path, which
 # must see every Redis error so that the fallback to PostgreSQL is explicit and counted.
-REDIS_URL = _redis_url()
+# REDIS_CLUSTER: the URL (or REDIS_CLUSTER_NODES) names nodes of a Redis Cluster.
+REDIS_CLUSTER, REDIS_CLUSTER_NODES, REDIS_URL = _redis_cluster(_redis_url())
 if REDIS_URL:
-    _redis_options = {
+    _redis_options: dict[str, Any] = {
         "CLIENT_CLASS": "django_redis.client.DefaultClient",
         "SOCKET_CONNECT_TIMEOUT": 0.5,
         "SOCKET_TIMEOUT": 0.5,
     }
+    if REDIS_CLUSTER:
+        _redis_options["CONNECTION_FACTORY"] = "config.redis.ClusterConnectionFactory"
     CACHES = {
         "default": {
             "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
@@ -195,8 +216,11 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# Celery: without a broker, tasks run in-process (the embedded default).
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", "") or REDIS_URL
+# Celery: without a broker, tasks run in-process (the embedded default). RabbitMQ (amqp://) is
+# the production broker; a single Redis works too (a Redis Cluster cannot be Celery's broker).
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", "") or ("" if REDIS_CLUSTER else REDIS_URL)
+if REDIS_CLUSTER and not CELERY_BROKER_URL:
+    raise ImproperlyConfigured("REDIS_CLUSTER needs CELERY_BROKER_URL (amqp:// or a single Redis)")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 if CELERY_TASK_ALWAYS_EAGER:
     # Eager tasks reach no broker, but kombu still describes one for them and, given no URL,
@@ -205,9 +229,19 @@ if CELERY_TASK_ALWAYS_EAGER:
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True  # a task whose worker dies is redelivered, so tasks are idempotent
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A worker that loses the broker mid-task stops the task: its message goes back to the queue
+# (acknowledged late, so never acknowledged) and runs again, which the tasks allow.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker waits for its broker for ever
+if CELERY_BROKER_URL.startswith("amqp"):
+    # A publish returns once RabbitMQ has taken the message; RabbitMQ itself redelivers an
+    # unacknowledged message as soon as its consumer's connection drops.
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"confirm_publish": True}
+else:
+    # Redis redelivers an unacknowledged message only after this long.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
 TICKETS_SWEEP_SECONDS = _positive("TICKETS_SWEEP_SECONDS", 60)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {

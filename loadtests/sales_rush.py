@@ -7,7 +7,14 @@ holds. Then `sale_report` must show exactly 1,000 sold, nobody over 3 and every 
 with zero 5xx and one CheckoutAttempt per checkout request sent. With --kill-redis-after N, the
 redis-server is killed N seconds into the rush.
 
+Scaled out: --cluster (a 6-node Redis Cluster; --kill-redis-after then kills the master owning
+the sale's slot), --pgbouncer (PgBouncer in transaction mode in front of a PostgreSQL of the
+run's own that allows fewer connections than the processes hold), --rabbitmq (RabbitMQ as the
+broker). Each instance then runs with a Celery worker and a spool directory of its own, as two
+hosts would.
+
     python loadtests/sales_rush.py [--kill-redis-after 5] [--buyers 300] [--items 1000]
+        [--cluster] [--pgbouncer] [--rabbitmq]
 """
 
 import argparse
@@ -18,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from testkit.engines import scaled_out, start_hosts
 from testkit.rush import http_rush, sale_item_ids
-from testkit.stack import Stack
 
 
 def main() -> int:
@@ -31,10 +38,19 @@ def main() -> int:
     parser.add_argument("--abandon", type=float, default=1 / 3)
     parser.add_argument("--deadline", type=float, default=240)
     parser.add_argument("--kill-redis-after", type=float, default=None)
+    parser.add_argument("--cluster", action="store_true", help="a Redis Cluster")
+    parser.add_argument("--pgbouncer", action="store_true", help="PgBouncer before PostgreSQL")
+    parser.add_argument("--rabbitmq", action="store_true", help="RabbitMQ as the broker")
     args = parser.parse_args()
+    scaled = args.cluster or args.pgbouncer or args.rabbitmq
 
-    with Stack("flashsale_rush") as stack:
-        urls = [stack.start_web(workers=2), stack.start_web(workers=2)]
+    with scaled_out(
+        "flashsale_rush", cluster=args.cluster, pgbouncer=args.pgbouncer, rabbitmq=args.rabbitmq
+    ) as (stack, engines):
+        if scaled:
+            urls = start_hosts(stack, 2, web_workers=2)
+        else:
+            urls = [stack.start_web(workers=2), stack.start_web(workers=2)]
         sale = stack.manage_json(
             "start_sale",
             "--items",
@@ -47,9 +63,15 @@ def main() -> int:
         item_ids = sale_item_ids(urls[0], sale["id"])
         assert len(item_ids) == args.items, len(item_ids)
 
+        cluster = engines.redis_cluster
+        master = cluster.master_of(f"{{sale:{sale['id']}}}:ready") if cluster else 0
+
         def kill_redis() -> None:
             time.sleep(args.kill_redis_after)
-            stack.redis.kill()
+            if cluster:
+                cluster.kill(master)  # the master that owns the sale's slot
+            else:
+                stack.redis.kill()
 
         result = http_rush(
             urls,
@@ -73,7 +95,12 @@ def main() -> int:
     print(
         json.dumps(
             {
-                "scenario": {**vars(args), "web_instances": 2, "workers_each": 2},
+                "scenario": {
+                    **vars(args),
+                    "web_instances": 2,
+                    "workers_each": 2,
+                    "celery_workers": 2 if scaled else 0,
+                },
                 "rush": {
                     "seconds": result.seconds,
                     "checkout_requests": result.checkouts,

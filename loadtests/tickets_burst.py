@@ -11,10 +11,16 @@ server and one Celery worker, all on 127.0.0.1, then runs three bursts:
 3. the same kind of burst with PostgreSQL stopped for 5 seconds in the middle: every
    acknowledged ticket in the database once it is back (through the spool).
 
+Scaled out (--cluster, --pgbouncer, --rabbitmq: a Redis Cluster, PgBouncer in transaction mode
+in front of the PostgreSQL, RabbitMQ as the broker), it runs two hosts instead, each a web
+server and a Celery worker with a spool directory of their own, plus beat, and spreads the
+bursts over both hosts.
+
 Everything it starts it stops, also on failure or Ctrl-C; it stops by itself after
 `--timeout` seconds.
 
     python loadtests/tickets_burst.py [--requests 20000] [--concurrency 64]
+        [--cluster] [--pgbouncer] [--rabbitmq]
 """
 
 import argparse
@@ -27,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from testkit.engines import scaled_out, start_hosts
 from testkit.http import post_tickets
 from testkit.stack import Stack
 from testkit.tickets import SAMPLE, TicketFactory
@@ -76,9 +83,9 @@ def catalogue_check(stack: Stack) -> dict[str, int]:
 # -- scenarios -------------------------------------------------------------------------------
 
 
-def scenario_sample(stack: Stack, url: str, args: argparse.Namespace) -> bool:
+def scenario_sample(stack: Stack, urls: list[str], args: argparse.Namespace) -> bool:
     say(f"\n== 1. {args.requests} copies of the sample ticket, {args.concurrency} connections")
-    traffic = post_tickets(url, [SAMPLE] * args.requests, args.concurrency)
+    traffic = post_tickets(urls, [SAMPLE] * args.requests, args.concurrency)
     say(f"acks/s {traffic['rate']:,.0f}, p50 {traffic['p50_ms']:.1f} ms, "
         f"p99 {traffic['p99_ms']:.1f} ms, answers {traffic['statuses']}")  # fmt: skip
     result = stack.tickets_settled(args.requests, args.settle_timeout)
@@ -91,6 +98,8 @@ def scenario_sample(stack: Stack, url: str, args: argparse.Namespace) -> bool:
 
 
 def describe_catch_up(result: dict[str, Any]) -> str:
+    if result["worker_rate"] is None:
+        return "nothing parsed"
     busy = f"worker rate {result['worker_rate']:,.0f} tickets/s (first to last parse)"
     if not result["rate"]:
         return f"no backlog at the end of the burst; {busy}"
@@ -100,7 +109,9 @@ def describe_catch_up(result: dict[str, Any]) -> str:
     )
 
 
-def scenario_distinct(stack: Stack, url: str, args: argparse.Namespace, *, outage: bool) -> bool:
+def scenario_distinct(
+    stack: Stack, urls: list[str], args: argparse.Namespace, *, outage: bool
+) -> bool:
     title = "with PostgreSQL stopped for 5 s mid-burst" if outage else "no fault"
     say(f"\n== {3 if outage else 2}. {args.requests} distinct generated tickets, {title}")
     bodies = TicketFactory(seed=3 if outage else 2).bodies(args.requests)
@@ -119,11 +130,13 @@ def scenario_distinct(stack: Stack, url: str, args: argparse.Namespace, *, outag
         outage_window.append(time.monotonic())
 
     if not outage:
-        say("the worker is paused during this burst, to measure how fast it works off a backlog")
-        stack.signal_group("worker", signal.SIGSTOP)
-    traffic = post_tickets(url, bodies, args.concurrency, during=fault if outage else None)
+        say("the workers are paused during this burst, to measure how fast they work off a backlog")
+        for worker in workers(stack):
+            stack.signal_group(worker, signal.SIGSTOP)
+    traffic = post_tickets(urls, bodies, args.concurrency, during=fault if outage else None)
     if not outage:
-        stack.signal_group("worker", signal.SIGCONT)
+        for worker in workers(stack):
+            stack.signal_group(worker, signal.SIGCONT)
     acknowledged = traffic["acknowledged"]
     say(f"acks/s {traffic['rate']:,.0f}, p50 {traffic['p50_ms']:.1f} ms, "
         f"p99 {traffic['p99_ms']:.1f} ms, answers {traffic['statuses']}")  # fmt: skip
@@ -151,6 +164,10 @@ def scenario_distinct(stack: Stack, url: str, args: argparse.Namespace, *, outag
     )
 
 
+def workers(stack: Stack) -> list[str]:
+    return [name for name in stack.processes if name.startswith("worker")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20_000)
@@ -159,7 +176,11 @@ def main() -> int:
     parser.add_argument("--outage-after", type=float, default=2.0, help="seconds into burst 3")
     parser.add_argument("--settle-timeout", type=float, default=180)
     parser.add_argument("--timeout", type=int, default=1200, help="hard stop, in seconds")
+    parser.add_argument("--cluster", action="store_true", help="a Redis Cluster")
+    parser.add_argument("--pgbouncer", action="store_true", help="PgBouncer before PostgreSQL")
+    parser.add_argument("--rabbitmq", action="store_true", help="RabbitMQ as the broker")
     args = parser.parse_args()
+    scaled = args.cluster or args.pgbouncer or args.rabbitmq
 
     def give_up(*_: object) -> None:
         raise SystemExit("stopped: out of time or interrupted")
@@ -167,16 +188,30 @@ def main() -> int:
     signal.signal(signal.SIGALRM, give_up)
     signal.signal(signal.SIGTERM, give_up)
     signal.alarm(args.timeout)
-    with Stack("tickets_burst", own_postgres=True) as stack:
-        url = stack.start_web(workers=args.web_workers)
-        stack.start_worker()
-        say(f"stack: PostgreSQL of its own, web server {url} ({args.web_workers} workers), "
-            f"1 Celery worker, {os.cpu_count()} CPUs")  # fmt: skip
-        outcomes = {"sample": scenario_sample(stack, url, args)}
+    with scaled_out(
+        "tickets_burst",
+        cluster=args.cluster,
+        pgbouncer=args.pgbouncer,
+        rabbitmq=args.rabbitmq,
+        own_postgres=True,
+        # A burst that outlasts a nudge's expiry (60 s) with the workers paused is swept up.
+        extra_env={"TICKETS_SWEEP_SECONDS": "10"} if scaled else None,
+    ) as (stack, _):
+        if scaled:
+            urls = start_hosts(stack, 2, web_workers=args.web_workers)
+            stack.start_beat()  # one per deployment
+        else:
+            urls = [stack.start_web(workers=args.web_workers)]
+            stack.start_worker()
+        engines = [name for name in ("cluster", "pgbouncer", "rabbitmq") if getattr(args, name)]
+        say(f"stack: PostgreSQL of its own, {', '.join(engines) or 'one redis-server'}; "
+            f"{len(urls)} x (web server with {args.web_workers} workers, 1 Celery worker), "
+            f"{os.cpu_count()} CPUs")  # fmt: skip
+        outcomes = {"sample": scenario_sample(stack, urls, args)}
         reset(stack)
-        outcomes["distinct"] = scenario_distinct(stack, url, args, outage=False)
+        outcomes["distinct"] = scenario_distinct(stack, urls, args, outage=False)
         reset(stack)
-        outcomes["outage"] = scenario_distinct(stack, url, args, outage=True)
+        outcomes["outage"] = scenario_distinct(stack, urls, args, outage=True)
     say("\n" + ", ".join(f"{name}: {'PASS' if ok else 'FAIL'}" for name, ok in outcomes.items()))
     return 0 if all(outcomes.values()) else 1
 

@@ -64,16 +64,18 @@ def run_threads(count: int, work: Callable[[int], None], *, timeout: float) -> N
 
 
 def post_tickets(
-    url: str,
+    url: str | list[str],
     bodies: list[bytes],
     concurrency: int,
     *,
     during: Callable[[], None] | None = None,
     timeout: float = 600,
 ) -> dict[str, Any]:
-    """POST every body to /ticket over `concurrency` connections; `during` runs beside them in
+    """POST every body to /ticket over `concurrency` connections (spread over the URLs, if given
+    several: one per host of a scaled-out stack); `during` runs beside them in
     a thread of its own (a fault). Returns the answers by status, the acknowledged ticket ids
     (to the index of their body), the rate and the latency percentiles."""
+    urls = [url] if isinstance(url, str) else url
     queue = iter(enumerate(bodies))
     lock = threading.Lock()
     statuses: Counter[int | str] = Counter()
@@ -85,7 +87,7 @@ def post_tickets(
             assert during is not None
             during()
             return
-        client = Client(url)
+        client = Client(urls[i % len(urls)])
         while True:
             with lock:
                 index, body = next(queue, (-1, b""))

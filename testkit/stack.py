@@ -83,6 +83,7 @@ class Cluster:
         self.dir = workdir / "pg"
         self.port = free_port()
         self.admin_url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        self.max_connections = 200
         bindir = subprocess.run(
             ["pg_config", "--bindir"], capture_output=True, text=True, check=True
         ).stdout.strip()
@@ -106,7 +107,8 @@ class Cluster:
 
     def start(self) -> None:
         options = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+            f" -c max_connections={self.max_connections}"
         )
         self._run(
             str(self.bin / "pg_ctl"), "-D", str(self.dir), "-o", options,
@@ -317,8 +319,8 @@ class Stack:
     # -- tickets --------------------------------------------------------------------------
 
     def spool_files(self) -> int:
-        spool = self.workdir / "spool"
-        return len([*spool.glob("*.seg"), *spool.glob("*.sealed")]) if spool.exists() else 0
+        spool = self.workdir / "spool"  # one directory, or one per host below it
+        return len([*spool.glob("**/*.seg"), *spool.glob("**/*.sealed")])
 
     def tickets_settled(self, expected: int, timeout: float) -> dict[str, Any]:
         """Polls until `expected` tickets are stored, none is left `received` and the spool is

@@ -1,8 +1,11 @@
+from collections.abc import Iterator
+
 import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
 from config.process import reset_all
+from testkit.engines import RedisCluster
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,3 +61,28 @@ def _close_connection_pools(django_db_setup):
 def _no_rate_limits(settings):
     """Tests send many requests from one address; the rate limit tests set their own limits."""
     settings.RATE_LIMITS = {"user": None, "code": None, "address": None}
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A Redis Cluster of the suite's own: three masters, three replicas."""
+    with RedisCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def on_redis_cluster(settings, redis_cluster) -> RedisCluster:
+    """Point the service's Redis aliases at the suite's cluster, as REDIS_CLUSTER=true does."""
+    if not settings.REDIS_URL:
+        pytest.skip("Redis is not configured")
+    settings.REDIS_URL, settings.REDIS_CLUSTER = redis_cluster.url, True
+    factory = {"CONNECTION_FACTORY": "config.redis.ClusterConnectionFactory"}
+    settings.CACHES = {
+        alias: {
+            **config,
+            "LOCATION": redis_cluster.url,
+            "OPTIONS": {**config["OPTIONS"], **factory},
+        }
+        for alias, config in settings.CACHES.items()
+    }
+    return redis_cluster

@@ -93,4 +93,6 @@ def test_compose_provisions_prometheus_and_grafana_from_the_repository():
     for source in mounted:
         assert (settings.BASE_DIR / source).exists(), source
     config = yaml.safe_load((MONITORING / "prometheus/prometheus.yml").read_text())
-    assert config["scrape_configs"][0]["static_configs"][0]["targets"] == ["web:8000"]
+    # every web container, however many `--scale web=N` runs
+    discovered = config["scrape_configs"][0]["dns_sd_configs"][0]
+    assert (discovered["names"], discovered["port"]) == (["web"], 8000)

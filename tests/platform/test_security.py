@@ -29,6 +29,15 @@ def test_checkout_is_limited_per_user_with_retry_after(api, limits):
     assert api.post("/checkout?user_id=someone-else&id=1").status_code == 404
 
 
+def test_limits_are_counted_on_a_redis_cluster(api, limits, on_redis_cluster):
+    limits(user=(3, 10), address=(1000, 10))
+    statuses = [api.post("/checkout?user_id=clustered&id=1").status_code for _ in range(4)]
+    assert statuses == [404, 404, 404, 429]
+    # the buyer's counter and the address's, each in a slot of its own, all on the cluster
+    counters = set(get_redis_connection("default").scan_iter(match="ratelimit:*"))
+    assert len(counters) == 2, counters
+
+
 @pytest.mark.smoke
 def test_checkouts_refused_before_the_stock_is_asked_are_recorded_too(api, limits, settings):
     from sales.models import CheckoutAttempt

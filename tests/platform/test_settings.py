@@ -22,6 +22,8 @@ CONFIG_VARS = (
     "REDIS_HOST",
     "REDIS_PORT",
     "REDIS_PASSWORD",
+    "REDIS_CLUSTER",
+    "REDIS_CLUSTER_NODES",
     "CELERY_BROKER_URL",
     "DJANGO_SECRET_KEY",
     "DJANGO_ALLOWED_HOSTS",
@@ -36,7 +38,9 @@ def load_settings(**variables: str) -> subprocess.CompletedProcess[str]:
         "import json; from django.conf import settings as s; print(json.dumps({"
         "'db': s.DATABASES['default'], 'caches': sorted(s.CACHES), 'redis': s.REDIS_URL,"
         "'broker': s.CELERY_BROKER_URL, 'eager': s.CELERY_TASK_ALWAYS_EAGER,"
-        "'embedded': s.EMBEDDED, 'limit': s.APP_USER_LIMIT}, default=str))"
+        "'embedded': s.EMBEDDED, 'limit': s.APP_USER_LIMIT, 'cluster': s.REDIS_CLUSTER,"
+        "'cluster_nodes': s.REDIS_CLUSTER_NODES, 'transport': s.CELERY_BROKER_TRANSPORT_OPTIONS,"
+        "'cache_options': {k: v.get('OPTIONS', {}) for k, v in s.CACHES.items()}}, default=str))"
     )
     return subprocess.run(
         [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=False
@@ -87,6 +91,31 @@ def test_seed_style_redis_variables_equal_the_url():
     assert from_parts["eager"] is False
 
 
+def test_a_redis_cluster_is_named_by_any_node_or_a_list():
+    by_url = settings_of(
+        REDIS_URL="redis://node-1:7000/0", REDIS_CLUSTER="true", CELERY_BROKER_URL="amqp://mq//"
+    )
+    by_list = settings_of(
+        REDIS_CLUSTER_NODES="node-1:7000,node-2:7000", CELERY_BROKER_URL="amqp://mq//"
+    )
+    for s in (by_url, by_list):
+        assert s["cluster"] is True
+        assert s["redis"] == "redis://node-1:7000/0"
+        assert s["broker"] == "amqp://mq//"
+        factories = {alias: o["CONNECTION_FACTORY"] for alias, o in s["cache_options"].items()}
+        assert factories == dict.fromkeys(
+            ["default", "stock"], "config.redis.ClusterConnectionFactory"
+        )
+    assert by_list["cluster_nodes"] == ["node-1:7000", "node-2:7000"]
+
+
+def test_rabbitmq_publishes_with_confirms_and_redis_keeps_its_visibility_timeout():
+    assert settings_of(CELERY_BROKER_URL="amqp://mq//")["transport"] == {"confirm_publish": True}
+    assert settings_of(REDIS_URL="redis://cache:6379/0")["transport"] == {
+        "visibility_timeout": 3600
+    }
+
+
 @pytest.mark.parametrize(
     ("variables", "named"),
     [
@@ -95,6 +124,17 @@ def test_seed_style_redis_variables_equal_the_url():
         ({"CHECKOUT_TTL_SECONDS": "-5"}, "CHECKOUT_TTL_SECONDS"),
         ({"DB_HOST": "db", "DB_PORT": "fivefourthreetwo", **PRODUCTION}, "DB_PORT"),
         ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL"),
+        ({"REDIS_CLUSTER": "true"}, "REDIS_CLUSTER"),
+        ({"REDIS_CLUSTER_NODES": "node-1:7000,node-2"}, "REDIS_CLUSTER_NODES"),
+        ({"REDIS_URL": "redis://cache:6379/0", "REDIS_CLUSTER": "true"}, "CELERY_BROKER_URL"),
+        (
+            {
+                "REDIS_URL": "redis://c:6379/2",
+                "REDIS_CLUSTER": "true",
+                "CELERY_BROKER_URL": "amqp://",
+            },
+            "REDIS_URL",
+        ),
         ({"DATABASE_URL": "mysql://x@y/z", **PRODUCTION}, "DATABASE_URL"),
         ({"DATABASE_URL": "postgres://x@y/z"}, "DJANGO_SECRET_KEY"),
         ({"DATABASE_URL": "postgres://x@y/z", "DJANGO_SECRET_KEY": "s"}, "DJANGO_ALLOWED_HOSTS"),

@@ -7,6 +7,7 @@ from django.core.management import call_command
 from django.db import DatabaseError
 from django.utils import timezone
 from django_redis import get_redis_connection
+from redis import Redis
 
 from sales import stock
 from sales.exceptions import CodeExpired, ItemReserved, ItemSold, UserLimitReached
@@ -147,6 +148,20 @@ def test_redis_state_is_rebuilt_from_postgresql_after_it_is_lost(open_sale):
         checkout_create(user_id="bob", item_id=a.pk)
     with pytest.raises(UserLimitReached):
         checkout_create(user_id="ann", item_id=c.pk)
+    assert CheckoutAttempt.objects.filter(via_redis=False).count() == 0
+
+
+def test_a_sale_is_rebuilt_on_a_redis_cluster_in_its_one_slot(on_redis_cluster, open_sale):
+    sale = open_sale(items=2, user_limit=1)
+    a, b = sale.items.all()
+    held = checkout_create(user_id="ann", item_id=a.pk).attempt
+    master = on_redis_cluster.master_of(f"{{sale:{sale.pk}}}:ready")
+    assert Redis(port=master).delete(f"{{sale:{sale.pk}}}:ready") == 1  # as if it restarted
+
+    again = checkout_create(user_id="ann", item_id=a.pk).attempt
+    assert (again.outcome, again.code, again.via_redis) == (Outcome.EXISTING, held.code, True)
+    with pytest.raises(UserLimitReached):
+        checkout_create(user_id="ann", item_id=b.pk)
     assert CheckoutAttempt.objects.filter(via_redis=False).count() == 0
 
 
