@@ -160,7 +160,7 @@ def _parse(raw: bytes) -> ParsedTicket:
         if name not in REQUIRED_HEADERS:
             unknown[key.strip()] = value.strip()
         number += 1
-    header_end = number + 1
+    header_end = min(number + 1, len(lines))  # the line after the headers, if there is one
     for name, label in REQUIRED_HEADERS.items():
         if name not in headers:
             raise _Reject(header_end, f"header {label!r} is missing")
