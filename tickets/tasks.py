@@ -47,6 +47,8 @@ def drain_spool() -> int | None:
     handed = spool_drain()
     if handed:
         parse_soon()
+    if spool.pending():  # spooled while this drain ran, by a process whose breaker was open
+        _enqueue(drain_spool, expires=3600, countdown=1)
     return handed
 
 
