@@ -21,7 +21,7 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, serializers, status
@@ -153,6 +153,8 @@ def refusal_for(exc: BaseException) -> DomainError | None:
         return PayloadTooLarge()
     if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
         return DomainError("The request has more fields than this API takes.")
+    if isinstance(exc, UnreadablePostError):
+        return DomainError("The body could not be read to its end.")
     if isinstance(exc, SuspiciousOperation):
         return DomainError("The request is malformed.")
     if isinstance(exc, _UNAVAILABLE):

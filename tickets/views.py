@@ -3,6 +3,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.http import UnreadablePostError
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
@@ -56,12 +57,21 @@ def read_body(stream, *, declared_length: str | None, limit: int) -> bytes:
     if stream is None:
         return b""
     chunks, size = [], 0
-    while chunk := stream.read(min(_READ_CHUNK, limit + 1 - size)):
+    while chunk := _read(stream, min(_READ_CHUNK, limit + 1 - size)):
         chunks.append(chunk)
         size += len(chunk)
         if size > limit:
             raise TicketTooLarge()
     return b"".join(chunks)
+
+
+def _read(stream, size: int) -> bytes:
+    try:
+        return stream.read(size)
+    except Exception as exc:
+        # The client cut the body short or chunked it wrong. Each server says so with its own
+        # exception (gunicorn's parse errors are not even OSErrors): all mean an unreadable body.
+        raise UnreadablePostError(str(exc)) from exc
 
 
 def body_stream(request: Request) -> Any:

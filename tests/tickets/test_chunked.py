@@ -3,6 +3,7 @@ them, so this goes through gunicorn and granian as they run in production."""
 
 import http.client
 import json
+import socket
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -60,4 +61,22 @@ def test_a_chunked_ticket_over_the_limit_is_a_413_and_is_not_stored(stack, serve
     status, answer = post_chunked(server, b"x" * (LIMIT + 1))
     assert status == 413
     assert answer["error"]["code"] == "payload_too_large"
+    assert ticket_count(stack) == before
+
+
+def test_a_malformed_chunked_body_is_a_400_and_is_not_stored(stack, server):
+    before = ticket_count(stack)
+    parts = urlsplit(server)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /ticket HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"zz\r\nnot a chunk size\r\n0\r\n\r\n"
+        )
+        answer = b""
+        while data := sock.recv(65536):
+            answer += data
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"400"
+    assert json.loads(body)["error"]["code"] == "invalid_request"
     assert ticket_count(stack) == before
