@@ -10,7 +10,7 @@ MAX_ID = 2**63 - 1
 
 class AsciiIntegerField(serializers.IntegerField):
     """A whole number given as a JSON integer or as ASCII digits: `int()` also reads other
-    scripts' digits ("１２"), signs, spaces and a trailing ".0", none of which is an id."""
+    scripts' digits (fullwidth "12"), signs, spaces and a trailing ".0", none of which is an id."""
 
     def to_internal_value(self, data: object) -> int:
         if isinstance(data, bool) or not (
@@ -52,9 +52,7 @@ class CheckoutInput(serializers.Serializer):
         USER_ID_PATTERN,
         error_messages={"invalid": "1 to 64 letters, digits or _ - . : @ characters."},
     )
-    id = AsciiIntegerField(
-        min_value=1, max_value=MAX_ID, help_text="Item id (alias item_id)"
-    )
+    id = AsciiIntegerField(min_value=1, max_value=MAX_ID, help_text="Item id (alias item_id)")
 
 
 @extend_schema_serializer(examples=_body_example("a code", {"code": "Vb0qX3mX3cXQk5c2Gk8Xyw"}))
