@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests.sweep import sweep, violations
+from loadtests.sweep import DOWN_PROBES, PROBES, sweep, violations
 from testkit.stack import BIN, Stack
 
 FIXED_SEED = 20261130
@@ -50,7 +50,7 @@ def main() -> int:
     print(f"fuzz seed: {seed} (replay with --seed {seed})", flush=True)
     failures = []
     with Stack("flashsale_fuzz", own_postgres=True) as stack:
-        url = stack.start_web(workers=2)
+        url = stack.start_web(workers=2, threads=8, server="granian")
         stack.manage("start_sale", "--hourly")
         assert stack.cluster is not None
         for phase, fault in [
@@ -64,7 +64,8 @@ def main() -> int:
             # which the sweep checks instead.
             if phase != "postgresql down" and schemathesis(url, seed, args.max_examples, extra):
                 failures.append(f"schemathesis, {phase}")
-            bad = violations(sweep(url), backend_down=phase != "up")
+            probes = DOWN_PROBES if phase == "postgresql down" else PROBES
+            bad = violations(sweep(url, probes, concurrency=16), backend_down=phase != "up")
             print(f"sweep, {phase}: {len(bad)} violations", flush=True)
             for answer in bad[:20]:
                 print(f"  {answer}", flush=True)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from loadtests.sweep import PROBES, Answer, sweep, violations
+from loadtests.sweep import DOWN_PROBES, PROBES, Answer, sweep, violations
 from testkit.stack import Stack
 
 pytestmark = pytest.mark.faults
@@ -52,8 +52,7 @@ def test_with_redis_killed_nothing_fails(stack, url):
 def test_with_postgresql_stopped_requests_that_need_it_are_503_with_retry_after(stack, url):
     assert stack.cluster is not None
     stack.cluster.stop()
-    probes = [p for p in PROBES if p.name in ("plain", "valid-looking fields")]
-    answers = sweep(url, probes, METHODS, concurrency=16)
+    answers = sweep(url, DOWN_PROBES, METHODS, concurrency=16)
     assert violations(answers, backend_down=True) == []
     checkout = answer(answers, "valid-looking fields", "POST", "/checkout")
     assert (checkout.status, checkout.shaped, checkout.retry_after) == (503, True, "5")
