@@ -22,12 +22,13 @@ from loadtests.sweep import DOWN_PROBES, PROBES, sweep, violations
 from testkit.stack import BIN, Stack
 
 FIXED_SEED = 20261130
+CONFIG = Path(__file__).resolve().parent / "schemathesis.toml"
 
 
 def schemathesis(url: str, seed: int, max_examples: int, extra: list[str]) -> int:
     return subprocess.run(
         [
-            str(BIN / "schemathesis"), "run", f"{url}/api/schema/",
+            str(BIN / "schemathesis"), "--config-file", str(CONFIG), "run", f"{url}/api/schema/",
             "--checks", "all",
             "--max-examples", str(max_examples),
             "--seed", str(seed),

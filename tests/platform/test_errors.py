@@ -173,3 +173,11 @@ def test_any_header_parameter_is_answered_in_the_shape(api, key, timestamp):
         headers={"Idempotency-Key": header(key), "X-Signature-Timestamp": header(timestamp)},
     )
     assert_clean(response)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("page", ["", "%EF%BC%92", "+2", "2.0"])
+def test_a_page_number_is_ascii_digits(api, page):
+    response = api.get(f"/products?page={page}")
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
