@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from testkit.stack import Stack
-from tests.tickets.conftest import SAMPLE
+from testkit.tickets import SAMPLE
 
 LIMIT = 4096
 
@@ -28,7 +28,7 @@ def server(request, stack: Stack) -> str:
 
 def post_chunked(url: str, body: bytes, piece: int = 100) -> tuple[int, dict]:
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn = http.client.HTTPConnection(parts.netloc, timeout=30)
     pieces = (body[i : i + piece] for i in range(0, len(body), piece))
     conn.request(
         "POST", "/ticket", body=pieces, headers={"Content-Type": "text/plain"}, encode_chunked=True
@@ -67,7 +67,7 @@ def test_a_chunked_ticket_over_the_limit_is_a_413_and_is_not_stored(stack, serve
 def test_a_malformed_chunked_body_is_a_400_and_is_not_stored(stack, server):
     before = ticket_count(stack)
     parts = urlsplit(server)
-    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+    with socket.create_connection((str(parts.hostname), parts.port or 80), timeout=30) as sock:
         sock.sendall(
             b"POST /ticket HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
             b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
