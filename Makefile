@@ -83,8 +83,8 @@ check: lint types  ## lint + types + missing migrations + tests (what CI runs)
 	$(TEST_ENV) $(MANAGE) makemigrations --check --dry-run
 	$(MAKE) --no-print-directory test
 
-fuzz: install  ## schemathesis against the OpenAPI schema of a throw-away stack: no 5xx, as documented
-	$(BIN)/python loadtests/fuzz.py $(FUZZ_ARGS)
+fuzz: install  ## schemathesis and the malformed-request sweep on a throw-away stack, up and with Redis or PostgreSQL down (FUZZ_SEED=random for a new seed)
+	$(BIN)/python loadtests/fuzz.py $${FUZZ_SEED:+--seed $$FUZZ_SEED} $(FUZZ_ARGS)
 
 audit: install  ## known vulnerabilities in the pinned runtime dependencies (needs the PyPI advisory service)
 	$(BIN)/pip-audit --requirement requirements.txt --progress-spinner off

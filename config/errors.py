@@ -1,17 +1,30 @@
 """The platform's one error type and the one place that renders errors.
 
 Every error a client sees has the shape `{"error": {"code": ..., "message": ...}}`: domain errors,
-DRF's validation and HTTP errors, Django's 404 and 500, and anything unhandled (whose detail goes
-to the log only).
+DRF's validation and HTTP errors, what Django refuses (sizes, field counts, hosts, CSRF), the
+answers a view or WhiteNoise builds without a body, and anything unhandled (whose detail goes to
+the log only). 4xx is what the client did, 503 with Retry-After a backing service that is down,
+500 a bug.
 """
 
 import logging
+import sys
+from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
+from django import db
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, HttpRequest, JsonResponse
+from django.core.exceptions import (
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, serializers, status
-from rest_framework.response import Response
 
 logger = logging.getLogger(__name__)
 
@@ -36,17 +49,41 @@ class ServiceUnavailable(DomainError):
     message = "The service cannot take this request right now; retry shortly."
 
 
+class BackendUnavailable(ServiceUnavailable):
+    message = "A backing service is unreachable; retry shortly."
+    headers = {"Retry-After": "5"}
+
+
 class PayloadTooLarge(DomainError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     code = "payload_too_large"
     message = "The body is larger than this endpoint takes."
 
 
+class NotFound(DomainError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "not_found"
+    message = "Not found."
+
+
+class Forbidden(DomainError):
+    status_code = status.HTTP_403_FORBIDDEN
+    code = "permission_denied"
+    message = "Permission denied."
+
+
+class InternalError(DomainError):
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    code = "internal_error"
+    message = "An internal error occurred; it has been logged."
+
+
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 
 
-# DRF's own exceptions mapped to the platform's codes.
+# What a client did wrong, and what is down, for the exceptions that are not DomainErrors.
+# Every other exception is a bug: a 500, logged with its trace.
 _DRF_CODES = {
     exceptions.ValidationError: "invalid_request",
     exceptions.ParseError: "invalid_request",
@@ -58,6 +95,25 @@ _DRF_CODES = {
     exceptions.MethodNotAllowed: "method_not_allowed",
     exceptions.NotAcceptable: "not_acceptable",
     exceptions.Throttled: "rate_limited",
+}
+# The database's OperationalError covers a refused or lost connection, an exhausted pool, a
+# cancelled statement and a deadlock: all passing, all worth a retry. Its other errors
+# (IntegrityError, DataError, ProgrammingError) are bugs.
+_UNAVAILABLE = (db.OperationalError, db.InterfaceError, RedisConnectionError, RedisTimeoutError)
+# The codes of the statuses that Django, WhiteNoise or a view answer without the one shape.
+_STATUS_CODES = {
+    400: "invalid_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    431: "headers_too_large",
+    503: "service_unavailable",
 }
 
 
@@ -72,51 +128,122 @@ def _validation_message(detail: Any) -> str:
     return str(detail)
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
-    if isinstance(exc, Http404):
-        exc = exceptions.NotFound()
-    elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied()
+def refusal_for(exc: BaseException) -> DomainError | None:
+    """The refusal a failure stands for, or None when it is a bug. Every failure a client can
+    see passes through here, from DRF views and from Django alike."""
     if isinstance(exc, DomainError):
-        return Response(
-            error_body(exc.code, exc.message), status=exc.status_code, headers=exc.headers or None
-        )
+        return exc
     if isinstance(exc, exceptions.APIException):
-        code = next((c for t, c in _DRF_CODES.items() if isinstance(exc, t)), "error")
-        if isinstance(exc, exceptions.ValidationError):
-            message = _validation_message(exc.detail)
-        else:
-            message = str(exc.detail)
-        headers = {}
+        refusal = DomainError(
+            _validation_message(exc.detail)
+            if isinstance(exc, exceptions.ValidationError)
+            else str(exc.detail)
+        )
+        refusal.status_code = exc.status_code
+        refusal.code = next((c for t, c in _DRF_CODES.items() if isinstance(exc, t)), "error")
         wait = getattr(exc, "wait", None)
         if isinstance(exc, exceptions.Throttled) and wait is not None:
-            headers["Retry-After"] = str(int(wait) + 1)
-        if isinstance(exc, exceptions.MethodNotAllowed):
-            headers["Allow"] = ", ".join(context["view"].allowed_methods)
-        return Response(error_body(code, message), status=exc.status_code, headers=headers)
-    logger.exception("unhandled error in %s", context["request"].path)
-    return Response(
-        error_body("internal_error", "An internal error occurred; it has been logged."),
-        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
-    )
+            refusal.headers = {"Retry-After": str(int(wait) + 1)}
+        return refusal
+    if isinstance(exc, Http404):
+        return NotFound()
+    if isinstance(exc, DjangoPermissionDenied):
+        return Forbidden()
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge()
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        return DomainError("The request has more fields than this API takes.")
+    if isinstance(exc, UnreadablePostError):
+        return DomainError("The body could not be read to its end.")
+    if isinstance(exc, SuspiciousOperation):
+        return DomainError("The request is malformed.")
+    if isinstance(exc, _UNAVAILABLE):
+        return BackendUnavailable()
+    return None
 
 
-def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body("not_found", f"No endpoint at {request.path}."), status=404)
+def error_response(exc: BaseException, path: str) -> JsonResponse:
+    """The one rendering of every failure. A bug is logged with its trace and answered 500
+    without detail; a backing service that is down is logged and answered 503."""
+    refusal = refusal_for(exc)
+    if refusal is None:
+        logger.error("unhandled error in %s", path, exc_info=exc)
+        refusal = InternalError()
+    elif isinstance(refusal, BackendUnavailable):
+        logger.warning("backing service unavailable in %s: %r", path, exc)
+    return shaped(refusal.status_code, refusal.code, refusal.message, refusal.headers)
 
 
-def server_error(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(
-        error_body("internal_error", "An internal error occurred; it has been logged."), status=500
-    )
+def shaped(
+    status_code: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JsonResponse:
+    response = JsonResponse(error_body(code, message), status=status_code)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
 
 
+def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse:
+    """DRF's hook. The answer is a plain JSON response, not a DRF Response, so that views whose
+    renderers are not JSON (the schema in YAML, the docs in HTML) still fail in the one shape."""
+    response = error_response(exc, context["request"].path)
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        response["Allow"] = ", ".join(context["view"].allowed_methods)
+    return response
+
+
+# Django's handlers, for what fails outside DRF's views (admin, metrics, middleware, URL
+# resolution). Django calls handler500 inside its `except` block, hence `sys.exc_info()`.
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body("invalid_request", "The request is malformed."), status=400)
+    return error_response(exception or SuspiciousOperation(), request.path)
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body("permission_denied", "Permission denied."), status=403)
+    return error_response(Forbidden(), request.path)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return error_response(NotFound(f"No endpoint at {request.path}."), request.path)
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    exc = sys.exc_info()[1]
+    refusal = refusal_for(exc) if exc is not None else None
+    if refusal is None:  # Django has logged the trace already
+        refusal = InternalError()
+    return shaped(refusal.status_code, refusal.code, refusal.message, refusal.headers)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:
+    return shaped(403, "csrf_failed", f"CSRF verification failed: {reason}")
+
+
+class ErrorShapeMiddleware:
+    """Outermost: what the views and handlers above leave outside the one shape is put in it
+    here: answers that Django, WhiteNoise or a view build themselves (a 405 with no body, an
+    HTML page). It also refuses a NUL character in the path or the query: no endpoint takes
+    one, and PostgreSQL cannot store one."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
+            return shaped(400, "invalid_request", "The path or query holds a NUL character.")
+        response = self.get_response(request)
+        if response.status_code < 400 or response.get("Content-Type") == "application/json":
+            return response
+        status_code = response.status_code
+        default = "internal_error" if status_code >= 500 else "invalid_request"
+        phrase = HTTPStatus(status_code).phrase if status_code in _PHRASES else "Error"
+        reshaped = shaped(status_code, _STATUS_CODES.get(status_code, default), f"{phrase}.")
+        for header in ("Allow", "Retry-After"):
+            if header in response:
+                reshaped[header] = response[header]
+        return reshaped
+
+
+_PHRASES = {s.value for s in HTTPStatus}
 
 
 class _ErrorDetail(serializers.Serializer):

@@ -1,4 +1,6 @@
-from rest_framework.exceptions import ValidationError
+from typing import Any
+
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -18,6 +20,13 @@ class Pagination(PageNumberPagination):
         ):
             raise ValidationError({"page_size": f"A whole number from 1 to {self.max_page_size}."})
         return super().get_page_size(request)
+
+    def get_page_number(self, request: Request, paginator: Any) -> Any:
+        raw = request.query_params.get(self.page_query_param)
+        # DRF reads an empty page as page 1, and int() reads other scripts' digits.
+        if raw is not None and not (raw.isascii() and raw.isdigit()):
+            raise NotFound(self.invalid_page_message)
+        return super().get_page_number(request, paginator)
 
     def get_schema_operation_parameters(self, view: APIView) -> list[dict]:
         parameters = super().get_schema_operation_parameters(view)

@@ -158,6 +158,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "config.middleware.RequestMetricsMiddleware",
+    "config.errors.ErrorShapeMiddleware",
     "config.middleware.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -345,6 +346,7 @@ FORMAT_MODULE_PATH = ["config.formats"]  # dates with seconds, in ISO order
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
+CSRF_FAILURE_VIEW = "config.errors.csrf_failure"
 if not EMBEDDED and not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = _read("DJANGO_SECURE_SSL_REDIRECT", bool, True)

@@ -8,6 +8,18 @@ CODE_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
 MAX_ID = 2**63 - 1
 
 
+class AsciiIntegerField(serializers.IntegerField):
+    """A whole number given as a JSON integer or as ASCII digits: `int()` also reads other
+    scripts' digits (fullwidth "12"), signs, spaces and a trailing ".0", none of which is an id."""
+
+    def to_internal_value(self, data: object) -> int:
+        if isinstance(data, bool) or not (
+            isinstance(data, int) or (isinstance(data, str) and data.isascii() and data.isdigit())
+        ):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def _example(name: str, value: dict) -> list[OpenApiExample]:
     return [OpenApiExample(name, value=value)]
 
@@ -40,9 +52,7 @@ class CheckoutInput(serializers.Serializer):
         USER_ID_PATTERN,
         error_messages={"invalid": "1 to 64 letters, digits or _ - . : @ characters."},
     )
-    id = serializers.IntegerField(
-        min_value=1, max_value=MAX_ID, help_text="Item id (alias item_id)"
-    )
+    id = AsciiIntegerField(min_value=1, max_value=MAX_ID, help_text="Item id (alias item_id)")
 
 
 @extend_schema_serializer(examples=_body_example("a code", {"code": "Vb0qX3mX3cXQk5c2Gk8Xyw"}))

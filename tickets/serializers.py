@@ -5,8 +5,10 @@ from rest_framework import serializers
 
 from tickets.models import Order, OrderLine, Product, ProductPrice, Ticket
 
-# States in the schema what CharField enforces anyway: text filters hold no NUL character.
-NO_NUL = r"^[^\x00]*$"
+# States in the schema what CharField enforces anyway: text filters hold no NUL character. The
+# empty string is allowed apart (allow_blank), and the schema lists it as its own alternative
+# ("oneOf"), so the pattern must not match it too.
+NO_NUL = r"^[^\x00]+$"
 
 # The ticket of the specification: the webhook's example body, and what it becomes.
 SAMPLE_TICKET = (

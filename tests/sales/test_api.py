@@ -87,6 +87,9 @@ def test_item_id_alias_and_bodies_are_accepted(api, path, open_sale):
         "user_id=alice&id=0",
         "user_id=alice&id=-3",
         "user_id=alice&id=99999999999999999999999",
+        "user_id=alice&id=%EF%BC%91%EF%BC%92",  # fullwidth "12": digits, but not ASCII ones
+        "user_id=alice&id=%2B12",
+        "user_id=alice&id=12.0",
     ],
 )
 def test_checkout_with_bad_input_is_a_400_and_is_recorded(api, query):
