@@ -3,7 +3,6 @@
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions
@@ -12,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import DomainError
+from config.errors import refusal_for
 from config.inputs import request_fields, request_fields_as_sent
 from config.middleware import body_within_limit
 from config.ratelimit import RateLimit, request_value
@@ -76,8 +75,9 @@ class CheckoutView(APIView):
     """Every checkout request is one recorded attempt. The service records every attempt it is
     given; a request refused before it (an oversized or unreadable body, the rate limit,
     invalid fields, a failure of this code) is recorded in `handle_exception`, through the same
-    service. Only a database that cannot take the row leaves a request unrecorded, and it is
-    answered 503. A request with another method is no checkout."""
+    service. Only a backing service that is down leaves a request unrecorded (it is answered
+    503, the database being unable to take the row). A request with another method is no
+    checkout."""
 
     throttle_classes = (CheckoutRateLimit,)
 
@@ -147,18 +147,19 @@ class CheckoutView(APIView):
         super().initial(request, *args, **kwargs)
 
     def handle_exception(self, exc: Exception) -> Response:
-        unrecorded = not getattr(self, "given_to_service", False)
-        if unrecorded and not isinstance(exc, exceptions.MethodNotAllowed | DatabaseError):
+        refusal = refusal_for(exc)
+        recordable = refusal is None or refusal.status_code not in (405, 503)
+        if recordable and not getattr(self, "given_to_service", False):
             fields = request_fields_as_sent(self.request)
             services.checkout_refuse(
                 user_id=str(fields.get("user_id", "")),
                 requested_id=str(fields.get("id", fields.get("item_id", ""))),
                 outcome=(
-                    Outcome.RATE_LIMITED
+                    Outcome.ERROR
+                    if refusal is None
+                    else Outcome.RATE_LIMITED
                     if isinstance(exc, exceptions.Throttled)
                     else Outcome.INVALID_REQUEST
-                    if isinstance(exc, exceptions.APIException | DomainError)
-                    else Outcome.ERROR
                 ),
             )
         return super().handle_exception(exc)

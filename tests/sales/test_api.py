@@ -5,6 +5,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -115,6 +116,17 @@ def test_a_checkout_that_fails_in_this_code_is_a_500_and_is_recorded(api, monkey
     response = api.post("/checkout?user_id=alice&id=1")
     assert response.status_code == 500
     assert outcomes("alice") == [Outcome.ERROR]
+
+
+@pytest.mark.smoke
+def test_a_checkout_the_database_cannot_record_is_a_503(api, monkeypatch):
+    def database_down(**kwargs):
+        raise OperationalError("the database is unreachable")
+
+    monkeypatch.setattr("sales.stock._attempts.record", database_down)
+    response = api.post("/checkout?user_id=alice&id=1")
+    assert response.status_code == 503
+    assert "Retry-After" in response
 
 
 @pytest.mark.smoke
