@@ -13,7 +13,7 @@ from config.serve import metrics_dir, serve_metrics_port
 
 bind = f"{os.environ.get('APP_HOST', '127.0.0.1')}:{os.environ.get('APP_PORT', '8000')}"
 workers = int(os.environ.get("WEB_WORKERS", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
+threads = int(os.environ.get("WEB_THREADS", "16"))
 worker_class = "gthread"
 keepalive = 30
 graceful_timeout = 30

@@ -56,7 +56,7 @@ def main() -> None:
         address=os.environ.get("APP_HOST", "127.0.0.1"),
         port=int(os.environ.get("APP_PORT", "8000")),
         workers=int(os.environ.get("WEB_WORKERS", "2")),
-        blocking_threads=int(os.environ.get("WEB_THREADS", "4")),
+        blocking_threads=int(os.environ.get("WEB_THREADS", "16")),
         websockets=False,
         backlog=2048,
         respawn_failed_workers=True,

@@ -80,7 +80,7 @@ def _database() -> dict[str, Any]:
         raise ImproperlyConfigured(f"DATABASE_URL must point at PostgreSQL, got {db['ENGINE']}")
     db["ENGINE"] = "django_prometheus.db.backends.postgresql"
     options = db.setdefault("OPTIONS", {})
-    options["pool"] = {"min_size": 1, "max_size": _positive("DB_POOL_SIZE", 8), "timeout": 10}
+    options["pool"] = {"min_size": 1, "max_size": _positive("DB_POOL_SIZE", 16), "timeout": 10}
     db["CONN_MAX_AGE"] = 0  # the pool owns connection lifetime
     # Parameters bound by the server, and statements prepared after a few runs: PostgreSQL
     # parses the hot queries once per connection (Django prepares nothing unless told). Behind

@@ -25,7 +25,7 @@ Writes `loadtests/results/bench.json` and `bench.md`, prints the table, and stop
 started. Everything comes from one address, so the stacks turn the rate limits off.
 
 Environment (defaults): BENCH_DURATION (10s per cell), BENCH_CONNECTIONS (64,256; 64 in A/B),
-BENCH_WEB_WORKERS (2), BENCH_WEB_THREADS (4), BENCH_INSTANCES (1; 2 splits wrk's connections
+BENCH_WEB_WORKERS (2), BENCH_WEB_THREADS (16), BENCH_INSTANCES (1; 2 splits wrk's connections
 across two web servers and adds up), BENCH_SERVER (granian, or gunicorn), BENCH_BASELINE (none),
 BENCH_BASELINE_SERVER (BENCH_SERVER), BENCH_WORKER_CONCURRENCY (1), BENCH_BACKLOG (20000),
 BENCH_SALE_ITEMS (40000), BENCH_SALE_OPEN_RUNS (5), BENCH_TIMEOUT (1200 s for the whole run).
@@ -72,7 +72,7 @@ class Config:
     duration: int = 10
     connections: tuple[int, ...] = (64, 256)
     web_workers: int = 2
-    web_threads: int = 4
+    web_threads: int = 16
     instances: int = 1
     server: str = "granian"
     baseline: str = ""
@@ -90,7 +90,7 @@ class Config:
         config = cls(
             duration=int(env("BENCH_DURATION", "10").removesuffix("s")),
             web_workers=int(env("BENCH_WEB_WORKERS", "2")),
-            web_threads=int(env("BENCH_WEB_THREADS", "4")),
+            web_threads=int(env("BENCH_WEB_THREADS", "16")),
             instances=int(env("BENCH_INSTANCES", "1")),
             server=server,
             baseline=env("BENCH_BASELINE", ""),

@@ -18,7 +18,7 @@ without its database there is nothing to check the invariants against.
 Environment (defaults): LOADTEST_USERS (200), LOADTEST_SPAWN_RATE (50), LOADTEST_DURATION (60s),
 LOADTEST_CLASSES (all: FlashSaleBuyer and Till, 4:1), LOADTEST_ITEMS (10000),
 LOADTEST_USER_LIMIT (10), LOADTEST_TTL (20 s, so that abandoned holds expire during the run),
-LOADTEST_WEB_WORKERS (2), LOADTEST_WEB_THREADS (4).
+LOADTEST_WEB_WORKERS (2), LOADTEST_WEB_THREADS (16).
 """
 
 import json
@@ -125,7 +125,7 @@ def main() -> int:
         "LOADTEST_USER_LIMIT": "10",
         "LOADTEST_TTL": "20",
         "LOADTEST_WEB_WORKERS": "2",
-        "LOADTEST_WEB_THREADS": "4",
+        "LOADTEST_WEB_THREADS": "16",
         "LOCUST_ERROR_LOG": str(RESULTS / "errors.log"),
     }
     env.update({k: v for k, v in os.environ.items() if k in env and v})

@@ -236,7 +236,7 @@ class Stack:
         self,
         *,
         workers: int = 2,
-        threads: int = 4,
+        threads: int = 16,
         port: int | None = None,
         server: str | None = None,
     ) -> str:
