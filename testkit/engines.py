@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from testkit.stack import Stack, free_port, wait_for
+from testkit.stack import Running, Stack, free_port, wait_for
 
 
 def _free_ports(count: int) -> list[int]:
@@ -49,7 +49,7 @@ def _kill(process: subprocess.Popen[bytes] | None) -> None:
         process.wait()
 
 
-class RedisCluster:
+class RedisCluster(Running):
     """Six redis-servers in cluster mode: three masters, each with one replica. A master that
     stops answering for `NODE_TIMEOUT_MS` is replaced by its replica."""
 
@@ -63,13 +63,8 @@ class RedisCluster:
         self.processes: dict[int, subprocess.Popen[bytes] | None] = dict.fromkeys(self.ports)
         self.url = f"redis://127.0.0.1:{self.ports[0]}/0"
 
-    def __enter__(self) -> "RedisCluster":
-        try:
-            self.create()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
+    def up(self) -> None:
+        self.create()
 
     def __exit__(self, *exc: object) -> None:
         for port in self.ports:
@@ -141,7 +136,7 @@ class RedisCluster:
         return next(port for port, process in self.processes.items() if process is not None)
 
 
-class PgBouncer:
+class PgBouncer(Running):
     """PgBouncer in transaction mode in front of a PostgreSQL server (trust authentication),
     taking up to `max_clients` client connections onto at most `server_connections`."""
 
@@ -164,9 +159,8 @@ class PgBouncer:
             rows = db.execute("SHOW LISTS").fetchall()
         return int(dict(rows)["used_clients"])
 
-    def __enter__(self) -> "PgBouncer":
+    def up(self) -> None:
         self.start()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         _kill(self.process)
@@ -213,7 +207,7 @@ logfile = {self.dir}/pgbouncer.log
         wait_for(listening, "pgbouncer")
 
 
-class RabbitMQ:
+class RabbitMQ(Running):
     """A RabbitMQ node of its own: its node name, AMQP and distribution ports, Erlang cookie,
     configuration, database and logs all in a temporary directory. Killed (SIGKILL) and started
     again, it keeps its durable queues and persistent messages, as a crashed broker would."""
@@ -246,13 +240,8 @@ class RabbitMQ:
             "ERL_EPMD_ADDRESS": "127.0.0.1",
         }
 
-    def __enter__(self) -> "RabbitMQ":
-        try:
-            self.start()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
+    def up(self) -> None:
+        self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.kill()

@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 import redis
@@ -120,7 +120,25 @@ class Cluster:
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir), "-m", mode, "-w", "stop")
 
 
-class Stack:
+class Running:
+    """A throw-away server or stack as a context: leaving it undoes even a half-done `up()`."""
+
+    def up(self) -> None:
+        raise NotImplementedError
+
+    def __exit__(self, *exc: object) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.up()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+
+class Stack(Running):
     def __init__(
         self,
         name: str,
@@ -166,14 +184,6 @@ class Stack:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def __enter__(self) -> "Stack":
-        try:
-            self.start()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
     def start(self) -> None:
         if self.cluster:
             self.cluster.create()
@@ -183,6 +193,9 @@ class Stack:
         self.redis.start()
         self.manage("migrate", "--no-input", "-v0")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    def up(self) -> None:
+        self.start()
 
     def __exit__(self, *exc: object) -> None:
         for name in list(self.processes):

@@ -33,16 +33,7 @@ def checkout(*, item: ItemInfo, user_id: str) -> CheckoutAttempt:
     if decision is None:
         return _postgres.checkout(item, user_id, now)
     try:
-        return _attempts.record(
-            sale_id=item.sale_id,
-            item_id=item.id,
-            user_id=user_id,
-            requested_id=str(item.id),
-            outcome=decision.outcome,
-            code=decision.code,
-            expires_at=decision.expires_at,
-            via_redis=True,
-        )
+        return _attempts.record_decision(item, user_id, decision, via_redis=True)
     except BaseException:
         if decision.outcome == Outcome.HELD:  # a hold nobody was told of must not block the item
             _redis.release(item, user_id, decision)

@@ -16,6 +16,8 @@ from config.groupcommit import GroupCommit
 from config.process import PerProcess
 from config.sql import insert_rows
 from sales.models import CheckoutAttempt
+from sales.stock._decision import Decision
+from sales.stock._items import ItemInfo
 
 _COLUMNS = (
     "sale_id",
@@ -66,6 +68,22 @@ def record(
     )
     pk = _writer.get().insert(values)
     return CheckoutAttempt(id=pk, **dict(zip(_COLUMNS, values, strict=True)))
+
+
+def record_decision(
+    item: ItemInfo, user_id: str, decision: Decision, *, via_redis: bool
+) -> CheckoutAttempt:
+    """Write the attempt a path decided."""
+    return record(
+        sale_id=item.sale_id,
+        item_id=item.id,
+        user_id=user_id,
+        requested_id=str(item.id),
+        outcome=decision.outcome,
+        code=decision.code,
+        expires_at=decision.expires_at,
+        via_redis=via_redis,
+    )
 
 
 def _storable(text: str) -> str:

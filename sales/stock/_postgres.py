@@ -53,15 +53,7 @@ def checkout(item: ItemInfo, user_id: str, now: datetime) -> CheckoutAttempt:
         assert purchased is not None  # adding nothing is always within the limit
         list(Item.objects.select_for_update(no_key=True).filter(pk=item.id).values_list("pk"))
         decision = _decide(item, user_id, now, purchased)
-        return _attempts.record(
-            sale_id=item.sale_id,
-            item_id=item.id,
-            user_id=user_id,
-            requested_id=str(item.id),
-            outcome=decision.outcome,
-            code=decision.code,
-            expires_at=decision.expires_at,
-        )
+        return _attempts.record_decision(item, user_id, decision, via_redis=False)
 
 
 def _decide(item: ItemInfo, user_id: str, now: datetime, purchased: int) -> Decision:
