@@ -8,9 +8,20 @@ from django_redis import get_redis_connection
 from kombu import Connection
 
 from config.celery import app as celery_app
+from config.process import PerProcess
 
 _BROKER_CHECK_SECONDS = 5.0
-_broker_checked: tuple[float, str] = (0.0, "")
+
+
+class _BrokerAnswer:
+    """This process's last broker probe: when, and what it found."""
+
+    def __init__(self) -> None:
+        self.checked_at = float("-inf")
+        self.answer = ""
+
+
+_broker = PerProcess(_BrokerAnswer)
 
 
 def database_status() -> str:
@@ -34,17 +45,16 @@ def redis_status() -> str:
 
 def broker_status() -> str:
     """Connecting to the broker costs a handshake, so one answer serves for a few seconds."""
-    global _broker_checked
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return "disabled"
-    checked_at, answer = _broker_checked
-    if time.monotonic() - checked_at < _BROKER_CHECK_SECONDS:
-        return answer
+    last = _broker.get()
+    if time.monotonic() - last.checked_at < _BROKER_CHECK_SECONDS:
+        return last.answer
     try:
         with Connection(celery_app.conf.broker_url, connect_timeout=1) as conn:
             conn.ensure_connection(max_retries=1, timeout=1)
         answer = "ok"
     except Exception:
         answer = "down"
-    _broker_checked = (time.monotonic(), answer)
+    last.checked_at, last.answer = time.monotonic(), answer
     return answer
