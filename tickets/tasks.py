@@ -60,11 +60,13 @@ def resume_after_restart(**kwargs: object) -> None:
 
 
 class _Nudges:
-    """When this process's next parse run starts and spool check is due (monotonic clock)."""
+    """When this process's next parse run and next drain start, and its next look at the spool
+    is due (monotonic clock)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.next_parse = float("-inf")
+        self.next_drain = float("-inf")
         self.next_spool_check = float("-inf")
 
 
@@ -73,33 +75,39 @@ _nudges = PerProcess(_Nudges)
 
 def after_ingest(receipt: Receipt) -> None:
     """Set going what a stored ticket needs: its parse, or the drain of the spool it went to."""
-    if not receipt.spooled:
-        parse_soon()
-        drain_soon()
-    elif not celery_app.conf.task_always_eager:  # in-process, a drain now would only fail again
-        drain_soon()
+    if receipt.spooled:
+        if not celery_app.conf.task_always_eager:  # in-process, a drain now would only fail
+            drain_soon()
+        return
+    parse_soon()
+    nudges, now = _nudges.get(), time.monotonic()
+    if now >= nudges.next_spool_check:  # the database is back: is a spool left to drain?
+        nudges.next_spool_check = now + _NUDGE_INTERVAL
+        if spool.pending():
+            drain_soon()
 
 
 def parse_soon() -> None:
     if celery_app.conf.task_always_eager:
         _enqueue(parse_backlog)
         return
-    nudges, now = _nudges.get(), time.monotonic()
-    with nudges.lock:
-        if now <= nudges.next_parse:
-            return  # a run already scheduled starts after this ticket and will see it
-        nudges.next_parse = max(now, nudges.next_parse + _NUDGE_INTERVAL)
-        countdown = nudges.next_parse - now
-    _enqueue(parse_backlog, countdown=countdown)
+    _schedule(parse_backlog, "next_parse", expires=60)
 
 
 def drain_soon() -> None:
-    """Queue a drain when the spool holds tickets, at most once per interval per process."""
+    _schedule(drain_spool, "next_drain", expires=3600)
+
+
+def _schedule(task: Any, slot: str, *, expires: float) -> None:
+    """Run `task` now, or once the run already scheduled in this process has started: at most
+    one run per interval, and always one starting after this call."""
     nudges, now = _nudges.get(), time.monotonic()
-    if now >= nudges.next_spool_check:
-        nudges.next_spool_check = now + _NUDGE_INTERVAL
-        if spool.pending():
-            _enqueue(drain_spool, expires=3600)
+    with nudges.lock:
+        if now <= getattr(nudges, slot):
+            return  # a run already scheduled starts after this call
+        at = max(now, getattr(nudges, slot) + _NUDGE_INTERVAL)
+        setattr(nudges, slot, at)
+    _enqueue(task, expires=expires, countdown=at - now)
 
 
 def _enqueue(task: Any, *, expires: float = 60, **options: Any) -> None:
