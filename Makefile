@@ -13,7 +13,7 @@ TEST_ENV := DJANGO_ENV_FILE=/dev/null DATABASE_URL=$${TEST_DATABASE_URL:-postgre
 	DJANGO_SECRET_KEY=test-only DJANGO_ALLOWED_HOSTS=testserver,127.0.0.1,localhost \
 	DJANGO_SECURE_SSL_REDIRECT=false LOG_LEVEL=WARNING DB_POOL_SIZE=40
 
-.PHONY: help install install-runtime run serve serve-gunicorn migrate worker beat test test-smoke check lint fmt types fuzz audit up down
+.PHONY: help install install-runtime run serve serve-gunicorn migrate worker beat test test-smoke check lint fmt types imports fuzz audit up down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -79,12 +79,15 @@ fmt: install  ## ruff format and autofix
 types: install  ## mypy with django-stubs
 	$(TEST_ENV) $(BIN)/mypy .
 
-check: lint types  ## lint + types + missing migrations + tests (what CI runs)
+imports: install  ## the import contracts of pyproject.toml: the house's layers, no circles
+	$(TEST_ENV) $(BIN)/lint-imports
+
+check: lint types imports  ## lint + types + import contracts + missing migrations + tests (what CI runs)
 	$(TEST_ENV) $(MANAGE) makemigrations --check --dry-run
 	$(MAKE) --no-print-directory test
 
 fuzz: install  ## schemathesis and the malformed-request sweep on a throw-away stack, up and with Redis or PostgreSQL down (FUZZ_SEED=random for a new seed)
-	$(BIN)/python loadtests/fuzz.py $${FUZZ_SEED:+--seed $$FUZZ_SEED} $(FUZZ_ARGS)
+	$(BIN)/python -m loadtests.fuzz $${FUZZ_SEED:+--seed $$FUZZ_SEED} $(FUZZ_ARGS)
 
 audit: install  ## known vulnerabilities in the pinned runtime dependencies (needs the PyPI advisory service)
 	$(BIN)/pip-audit --requirement requirements.txt --progress-spinner off
@@ -96,11 +99,11 @@ locust: install  ## locust web UI on 127.0.0.1:8089 against LOCUST_HOST (default
 		--web-host 127.0.0.1 --web-port 8089 --class-picker $(LOCUST_ARGS)
 
 loadtest: install  ## headless locust on its own stack (LOADTEST_USERS, _SPAWN_RATE, _DURATION), then the invariants
-	$(BIN)/python loadtests/loadtest.py
+	$(BIN)/python -m loadtests.loadtest
 
 bench: install  ## wrk on a stack of its own: every endpoint beside /ping; BENCH_BASELINE=<git ref> for A/B
 	@command -v wrk >/dev/null || { echo "make bench needs wrk (Debian/Ubuntu: sudo apt-get install wrk; macOS: brew install wrk)" >&2; exit 1; }
-	$(BIN)/python loadtests/bench.py
+	$(BIN)/python -m loadtests.bench
 
 up:  ## the full stack in Docker (PostgreSQL, Redis, web, worker, beat, locust)
 	docker compose up --build

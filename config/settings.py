@@ -141,7 +141,7 @@ else:
         raise ImproperlyConfigured("DJANGO_DEBUG must be off when DATABASE_URL or DB_HOST is set")
 
 INSTALLED_APPS = [
-    "config.apps.OperatorAdminConfig",
+    "operations.apps.OperatorAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -151,15 +151,15 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "config",
+    "operations",
     "sales",
     "tickets",
 ]
 
 MIDDLEWARE = [
-    "config.middleware.RequestMetricsMiddleware",
-    "config.errors.ErrorShapeMiddleware",
-    "config.middleware.BodyLimitMiddleware",
+    "core.middleware.RequestMetricsMiddleware",
+    "core.errors.ErrorShapeMiddleware",
+    "core.middleware.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -201,7 +201,7 @@ if REDIS_URL:
         "SOCKET_TIMEOUT": 0.5,
     }
     if REDIS_CLUSTER:
-        _redis_options["CONNECTION_FACTORY"] = "config.redis.ClusterConnectionFactory"
+        _redis_options["CONNECTION_FACTORY"] = "core.redis.ClusterConnectionFactory"
     CACHES = {
         "default": {
             "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
@@ -296,7 +296,7 @@ SLOW_REQUEST_SECONDS = _positive("SLOW_REQUEST_MS", 1000) / 1000
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "config.parsers.JSONParser",
+        "core.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -304,10 +304,10 @@ REST_FRAMEWORK = {
     # a till or a buyer pays for a session lookup.
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
-    "DEFAULT_PAGINATION_CLASS": "config.pagination.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.Pagination",
     "PAGE_SIZE": 100,
-    "EXCEPTION_HANDLER": "config.errors.exception_handler",
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "config.negotiation.Negotiation",
+    "EXCEPTION_HANDLER": "core.errors.exception_handler",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.negotiation.Negotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     # 0: the client address is the connection's; X-Forwarded-For is trusted only when set.
@@ -322,7 +322,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "config.schema.tag_and_require_bodies",
+        "core.schema.tag_and_require_bodies",
     ],
     "ENUM_NAME_OVERRIDES": {
         "ItemStatusEnum": ["available", "reserved", "sold"],
@@ -346,7 +346,7 @@ FORMAT_MODULE_PATH = ["config.formats"]  # dates with seconds, in ISO order
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
-CSRF_FAILURE_VIEW = "config.errors.csrf_failure"
+CSRF_FAILURE_VIEW = "core.errors.csrf_failure"
 if not EMBEDDED and not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = _read("DJANGO_SECURE_SSL_REDIRECT", bool, True)

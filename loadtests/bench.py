@@ -51,7 +51,6 @@ from typing import Any
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 from testkit.stack import PYTHON, Stack  # noqa: E402
 from testkit.tickets import TicketFactory  # noqa: E402
 

@@ -4,7 +4,7 @@ answer (no 5xx, status and body as documented) while PostgreSQL is up; the sweep
 requests (loadtests/sweep.py: deep nesting, field floods, NUL and lone surrogates, huge query
 strings, chunked bodies, every method on every path) runs in every phase.
 
-    python loadtests/fuzz.py [--seed N | --seed random] [--max-examples 40] [schemathesis options]
+    python -m loadtests.fuzz [--seed N | --seed random] [--max-examples 40] [schemathesis options]
 
 The seed is fixed unless told otherwise, so that a run is reproducible; `--seed random` draws
 one and prints it, to be passed back to replay a failure.
@@ -16,10 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from loadtests.sweep import DOWN_PROBES, PROBES, sweep, violations
 from testkit.stack import BIN, Stack
+from testkit.sweep import DOWN_PROBES, PROBES, sweep, violations
 
 FIXED_SEED = 20261130
 CONFIG = Path(__file__).resolve().parent / "schemathesis.toml"

@@ -33,7 +33,6 @@ from typing import Any
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from testkit.stack import BIN, Stack  # noqa: E402
 

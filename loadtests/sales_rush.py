@@ -13,7 +13,7 @@ run's own that allows fewer connections than the processes hold), --rabbitmq (Ra
 broker). Each instance then runs with a Celery worker and a spool directory of its own, as two
 hosts would.
 
-    python loadtests/sales_rush.py [--kill-redis-after 5] [--buyers 300] [--items 1000]
+    python -m loadtests.sales_rush [--kill-redis-after 5] [--buyers 300] [--items 1000]
         [--cluster] [--pgbouncer] [--rabbitmq]
 """
 
@@ -21,9 +21,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from testkit.engines import scaled_out, start_hosts
 from testkit.rush import http_rush, sale_item_ids

@@ -19,7 +19,7 @@ bursts over both hosts.
 Everything it starts it stops, also on failure or Ctrl-C; it stops by itself after
 `--timeout` seconds.
 
-    python loadtests/tickets_burst.py [--requests 20000] [--concurrency 64]
+    python -m loadtests.tickets_burst [--requests 20000] [--concurrency 64]
         [--cluster] [--pgbouncer] [--rabbitmq]
 """
 
@@ -28,10 +28,7 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from testkit.engines import scaled_out, start_hosts
 from testkit.http import post_tickets

@@ -8,9 +8,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from config.admin import ReadOnlyAdmin, badge
-from config.dashboard import OUTCOME_COLOURS
-from sales.models import CheckoutAttempt, Item, Purchase, Sale
+from core.admin import ReadOnlyAdmin, badge
+from sales.models import OUTCOME_COLOURS, CheckoutAttempt, Item, Purchase, Sale
 from sales.selectors import (
     INVARIANTS,
     ITEM_STATUSES,

@@ -1,4 +1,4 @@
-"""The sales app's Prometheus metrics. The gauges are set by `config.gauges` when /metrics is
+"""The sales app's Prometheus metrics. The gauges are set by `operations.gauges` when /metrics is
 scraped."""
 
 from prometheus_client import Counter, Gauge

@@ -52,6 +52,20 @@ class Outcome(models.TextChoices):
     ERROR = "error"  # the request failed in this service's own code (answered 500)
 
 
+# One colour per outcome: the dashboard's chart, its legend and the admin's outcome badges.
+OUTCOME_COLOURS: dict[str, str] = {
+    Outcome.HELD: "#2e7d32",
+    Outcome.EXISTING: "#00838f",
+    Outcome.ITEM_RESERVED: "#ef6c00",
+    Outcome.ITEM_SOLD: "#757575",
+    Outcome.USER_LIMIT_REACHED: "#6a1b9a",
+    Outcome.SALE_NOT_STARTED: "#1565c0",
+    Outcome.ITEM_NOT_FOUND: "#4e342e",
+    Outcome.INVALID_REQUEST: "#c62828",
+    Outcome.RATE_LIMITED: "#ad1457",
+}
+
+
 class CheckoutAttempt(models.Model):
     """Every checkout request, whatever its outcome; those `held` are the reservations."""
 

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from config.errors import DomainError
+from core.errors import DomainError
 from sales import stock
 from sales.exceptions import (
     ItemNotFound,

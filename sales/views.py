@@ -11,11 +11,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import refusal_for
-from config.inputs import request_fields, request_fields_as_sent
-from config.middleware import body_within_limit
-from config.ratelimit import RateLimit, request_value
-from config.schema import (
+from core.errors import refusal_for
+from core.inputs import request_fields, request_fields_as_sent
+from core.middleware import body_within_limit
+from core.ratelimit import RateLimit, request_value
+from core.schema import (
     INVALID_REQUEST,
     MALFORMED_JSON,
     METHOD_NOT_ALLOWED,

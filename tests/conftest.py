@@ -4,7 +4,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from config.process import reset_all
+from core.process import reset_all
 from testkit.engines import RedisCluster
 
 
@@ -76,7 +76,7 @@ def on_redis_cluster(settings, redis_cluster) -> RedisCluster:
     if not settings.REDIS_URL:
         pytest.skip("Redis is not configured")
     settings.REDIS_URL, settings.REDIS_CLUSTER = redis_cluster.url, True
-    factory = {"CONNECTION_FACTORY": "config.redis.ClusterConnectionFactory"}
+    factory = {"CONNECTION_FACTORY": "core.redis.ClusterConnectionFactory"}
     settings.CACHES = {
         alias: {
             **config,

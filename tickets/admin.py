@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
-from config.admin import ReadOnlyAdmin, badge
+from core.admin import ReadOnlyAdmin, badge
 from tickets import services
 from tickets.exceptions import TicketNotReprocessable
 from tickets.models import Order, OrderLine, Product, ProductPrice, Ticket

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from django.db import transaction
 
-from config.sql import insert_rows, update_rows
+from core.sql import insert_rows, update_rows
 from tickets.models import Product, ProductPrice
 
 

@@ -1,6 +1,6 @@
 from rest_framework import status
 
-from config.errors import DomainError, ServiceUnavailable
+from core.errors import DomainError, ServiceUnavailable
 
 
 class TicketTooLarge(DomainError):

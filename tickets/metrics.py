@@ -2,7 +2,7 @@
 
 Under gunicorn every process writes to `PROMETHEUS_MULTIPROC_DIR` and `/metrics` adds them up; a
 Celery worker's figures (parse durations) appear there when it runs with the same directory.
-The backlog and spool depth are also set by `config.gauges` from the database and the spool on
+The backlog and spool depth are also set by `operations.gauges` from the database and the spool on
 each scrape.
 """
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from config.process import PerProcess
+from core.process import PerProcess
 
 logger = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ import threading
 import time
 from typing import Any
 
+from celery import current_app as celery_app
 from celery import shared_task
 from celery.signals import worker_ready
 from django.db import DatabaseError
 
-from config.celery import app as celery_app
-from config.process import PerProcess
+from core.process import PerProcess
 from tickets import spool
 from tickets.services import Receipt, spool_drain, tickets_parse_backlog
 

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.schema import INVALID_REQUEST, NO_PAGE, NOT_STAFF, refusal
+from core.schema import INVALID_REQUEST, NO_PAGE, NOT_STAFF, refusal
 from tickets import selectors, services, tasks
 from tickets.exceptions import (
     BadSignature,

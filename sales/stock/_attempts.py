@@ -12,9 +12,9 @@ from typing import Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from config.groupcommit import GroupCommit
-from config.process import PerProcess
-from config.sql import insert_rows
+from core.groupcommit import GroupCommit
+from core.process import PerProcess
+from core.sql import insert_rows
 from sales.models import CheckoutAttempt
 from sales.stock._decision import Decision
 from sales.stock._items import ItemInfo

@@ -4,7 +4,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-from config.process import PerProcess
+from core.process import PerProcess
 from sales.exceptions import ItemNotFound
 from sales.models import Item, Sale
 

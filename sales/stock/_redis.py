@@ -20,7 +20,7 @@ from redis import Redis
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
-from config.process import PerProcess
+from core.process import PerProcess
 from sales.metrics import REDIS_FALLBACKS
 from sales.models import Buyer, Purchase
 from sales.selectors import live_holds

@@ -1,13 +1,13 @@
 """Malformed requests over every path, through the real server, with everything up, then Redis
 killed, then PostgreSQL stopped: no 5xx but a 503 with Retry-After for a service that is down,
-and every error from the application in the one JSON shape (loadtests/sweep.py)."""
+and every error from the application in the one JSON shape (testkit/sweep.py)."""
 
 from collections.abc import Iterator
 
 import pytest
 
-from loadtests.sweep import DOWN_PROBES, PROBES, Answer, sweep, violations
 from testkit.stack import Stack
+from testkit.sweep import DOWN_PROBES, PROBES, Answer, sweep, violations
 
 pytestmark = pytest.mark.faults
 

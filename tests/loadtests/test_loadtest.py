@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_locust_scenarios_keep_every_invariant(tmp_path):
     run = subprocess.run(
-        [sys.executable, "loadtests/loadtest.py"],
+        [sys.executable, "-m", "loadtests.loadtest"],
         cwd=ROOT,
         env={
             **os.environ,

@@ -104,7 +104,7 @@ def test_a_redis_cluster_is_named_by_any_node_or_a_list():
         assert s["broker"] == "amqp://mq//"
         factories = {alias: o["CONNECTION_FACTORY"] for alias, o in s["cache_options"].items()}
         assert factories == dict.fromkeys(
-            ["default", "stock"], "config.redis.ClusterConnectionFactory"
+            ["default", "stock"], "core.redis.ClusterConnectionFactory"
         )
     assert by_list["cluster_nodes"] == ["node-1:7000", "node-2:7000"]
 

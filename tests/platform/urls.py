@@ -4,7 +4,7 @@ from django.urls import include, path
 from rest_framework import serializers
 from rest_framework.decorators import api_view
 
-from config.errors import DomainError
+from core.errors import DomainError
 
 
 class Gone(DomainError):
@@ -39,5 +39,5 @@ urlpatterns = [
     path("", include("config.urls")),
 ]
 
-handler404 = "config.errors.not_found"
-handler500 = "config.errors.server_error"
+handler404 = "core.errors.not_found"
+handler500 = "core.errors.server_error"

@@ -5,7 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from config import gauges
+from operations import gauges
 from sales.services import checkout_create, purchase_complete
 from tests.metrics import sample
 

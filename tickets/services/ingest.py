@@ -1,7 +1,7 @@
 """Acknowledging a ticket: make it durable, in PostgreSQL or else in the local spool, and
 nothing more.
 
-Tickets of concurrent requests are written together (`config.groupcommit`): one INSERT and one
+Tickets of concurrent requests are written together (`core.groupcommit`): one INSERT and one
 commit per batch, each request answered once its own row is committed. After a failed write,
 the database breaker sends tickets straight to the spool for a second instead of each waiting
 for the connection pool to give up; then one request at a time tries the database again.
@@ -25,9 +25,9 @@ from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from config.groupcommit import GroupCommit
-from config.process import PerProcess
-from config.sql import insert_rows
+from core.groupcommit import GroupCommit
+from core.process import PerProcess
+from core.sql import insert_rows
 from tickets import metrics, spool
 from tickets.exceptions import IdempotencyKeyReused, TicketNotStored
 from tickets.models import Ticket, new_ticket_id

@@ -17,7 +17,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.utils import timezone
 from prometheus_client import Counter
 
-from config.sql import insert_rows, update_rows
+from core.sql import insert_rows, update_rows
 from tickets import metrics
 from tickets.catalogue import Sighting, catalogue_record
 from tickets.exceptions import TicketNotFound, TicketNotReprocessable

@@ -7,7 +7,7 @@ import pytest
 from django.db import DataError, connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from config.groupcommit import GroupCommit
+from core.groupcommit import GroupCommit
 from sales.models import CheckoutAttempt, Outcome
 from sales.stock import refuse
 from tests.sales.transactional.rush import race

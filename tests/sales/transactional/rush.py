@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import connection
 
-from config.errors import DomainError
+from core.errors import DomainError
 from sales.models import Sale
 from sales.services import checkout_create, purchase_complete
 from testkit.http import run_threads

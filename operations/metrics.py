@@ -5,7 +5,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django_prometheus.exports import ExportToDjangoView
 
-from config import gauges
+from operations import gauges
 
 
 def metrics(request: HttpRequest) -> HttpResponse:

@@ -5,10 +5,8 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path
 from django.utils import timezone
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
 
-from config.dashboard import dashboard
+from operations.dashboard import dashboard
 
 
 class OperatorSite(admin.AdminSite):
@@ -31,24 +29,3 @@ class OperatorSite(admin.AdminSite):
         """The dashboard alone: what the index page fetches to refresh itself."""
         context = {"dashboard": dashboard(now=timezone.now())}
         return TemplateResponse(request, "admin/dashboard.html", context)
-
-
-def badge(text: str, colour: str) -> SafeString:
-    return format_html('<span class="badge" style="background:{}">{}</span>', colour, text)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records of what happened (attempts, purchases, tickets, the catalogue built from them):
-    operators look, search and act through the services, they don't edit rows."""
-
-    class Media:
-        css = {"all": ("operator/admin.css",)}
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -8,27 +8,14 @@ so that what operators see does not depend on which process served them.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from config.health import broker_status, database_status, redis_status
-from sales.models import Outcome
+from operations.health import broker_status, database_status, redis_status
+from sales.models import OUTCOME_COLOURS
 from sales.selectors import checkouts_per_minute, sales_selling
 from tickets import spool
 from tickets.selectors import ticket_figures
 
 WINDOW_MINUTES = 60
 CHART_WIDTH, CHART_HEIGHT = 600, 160
-
-# One colour per outcome, shared by the chart, its legend and the admin's outcome badges.
-OUTCOME_COLOURS: dict[str, str] = {
-    Outcome.HELD: "#2e7d32",
-    Outcome.EXISTING: "#00838f",
-    Outcome.ITEM_RESERVED: "#ef6c00",
-    Outcome.ITEM_SOLD: "#757575",
-    Outcome.USER_LIMIT_REACHED: "#6a1b9a",
-    Outcome.SALE_NOT_STARTED: "#1565c0",
-    Outcome.ITEM_NOT_FOUND: "#4e342e",
-    Outcome.INVALID_REQUEST: "#c62828",
-    Outcome.RATE_LIMITED: "#ad1457",
-}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_prometheus.middleware import Metrics
 
-from config.errors import PayloadTooLarge, error_body
+from core.errors import PayloadTooLarge, error_body
 
 logger = logging.getLogger("requests")
 

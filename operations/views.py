@@ -16,8 +16,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import BackendUnavailable
-from config.health import broker_status, database_status, redis_status
+from core.errors import BackendUnavailable
+from operations.health import broker_status, database_status, redis_status
 from sales.exceptions import NoSaleYet
 from sales.selectors import SaleFigures, sale_current, sale_figures
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 
-from config.errors import DomainError, ErrorSerializer, PayloadTooLarge, error_body
+from core.errors import DomainError, ErrorSerializer, PayloadTooLarge, error_body
 
 # Refusals that DRF or the platform raise for any endpoint, as (code, an example message).
 INVALID_REQUEST = ("invalid_request", "id: A valid integer is required.")

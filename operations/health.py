@@ -2,13 +2,13 @@
 
 import time
 
+from celery import current_app as celery_app
 from django.conf import settings
 from django.db import connection
 from django_redis import get_redis_connection
 from kombu import Connection
 
-from config.celery import app as celery_app
-from config.process import PerProcess
+from core.process import PerProcess
 
 _BROKER_CHECK_SECONDS = 5.0
 

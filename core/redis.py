@@ -16,7 +16,7 @@ from django_redis.pool import ConnectionFactory
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
-from config.process import PerProcess
+from core.process import PerProcess
 
 
 class ClusterUnavailable(RedisError):

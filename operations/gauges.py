@@ -7,7 +7,7 @@ sold out: this process sets its gauges to their final values once and stops quer
 
 from datetime import datetime
 
-from config.process import PerProcess
+from core.process import PerProcess
 from sales import metrics as sales_metrics
 from sales.selectors import sales_selling
 from tickets import metrics as tickets_metrics

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from config.inputs import request_fields_as_sent
+from core.inputs import request_fields_as_sent
 
 logger = logging.getLogger(__name__)
 

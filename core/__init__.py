@@ -1,0 +1,1 @@
+"""The platform kernel: primitives every app uses. Imports no app."""
