@@ -1,9 +1,10 @@
 """The flash sale's tables.
 
-PostgreSQL is the source of truth. Items never change once generated; what happens to them lives
+PostgreSQL is the source of truth. An item's name and picture never change; what happens to it lives
 in two append-mostly tables: a `CheckoutAttempt` with outcome `held` is a reservation (its code and
-`expires_at`), a `Purchase` is a sale. An item's status is derived from those rows, so no request
-updates a shared row: sold = a purchase exists; reserved = a live hold exists; else available.
+`expires_at`), a `Purchase` is a sale. Each item's own row carries its current claim, written by
+the same statement that writes the hold or the purchase, so that the database alone decides who
+gets an item; no request updates a row shared by several items.
 """
 
 from django.db import models
@@ -31,6 +32,14 @@ class Item(models.Model):
     sale = models.ForeignKey(Sale, on_delete=models.CASCADE, related_name="items")
     name = models.CharField(max_length=120)
     image_url = models.URLField(max_length=300)
+    # The item's claim, the arbiter of every checkout answer: the live hold (who, under which
+    # code, until when) or the sale. One conditional UPDATE of this row decides a hold, and
+    # PostgreSQL re-checks its condition on the row's latest version, so two concurrent
+    # statements can never both claim the item (sales/stock/_claims.py).
+    claimed_by = models.CharField(max_length=64, blank=True, db_default="")
+    claim_code = models.CharField(max_length=32, blank=True, db_default="")
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    sold = models.BooleanField(db_default=False)
 
     class Meta:
         ordering = ["id"]

@@ -9,9 +9,11 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from core.errors import DomainError
+from core.errors import DomainError, refusal_for
 from sales import stock
 from sales.exceptions import (
+    CodeExpired,
+    CodeNotFound,
     ItemNotFound,
     ItemReserved,
     ItemSold,
@@ -24,10 +26,10 @@ from sales.stock import ItemInfo
 
 logger = logging.getLogger(__name__)
 
+# What the stock refuses, by outcome, as the error the client is answered with.
 _REFUSALS: dict[str, type[DomainError]] = {
-    Outcome.ITEM_SOLD: ItemSold,
-    Outcome.ITEM_RESERVED: ItemReserved,
-    Outcome.USER_LIMIT_REACHED: UserLimitReached,
+    error.code: error
+    for error in (ItemSold, ItemReserved, UserLimitReached, CodeNotFound, CodeExpired)
 }
 
 _ADJECTIVES = [
@@ -177,8 +179,19 @@ def _insert_items(sale: Sale, count: int) -> None:
 def checkout_create(*, user_id: str, item_id: int) -> Checkout:
     """Reserve an item for a user for the sale's TTL, or return their live hold on it.
 
-    Every attempt is written before this returns; a refusal raises once it is written.
+    Every attempt is written before this returns, a failure of this code included (as an
+    `error`); a refusal raises once it is written. Only a backing service that is down leaves
+    the request unrecorded: it could not take the row.
     """
+    try:
+        return _checkout(user_id=user_id, item_id=item_id)
+    except Exception as failure:
+        if refusal_for(failure) is None:
+            checkout_refuse(user_id=user_id, requested_id=str(item_id), outcome=Outcome.ERROR)
+        raise
+
+
+def _checkout(*, user_id: str, item_id: int) -> Checkout:
     try:
         item = stock.item_info(item_id)
     except ItemNotFound:
@@ -206,10 +219,8 @@ def checkout_refuse(
 
 def purchase_complete(*, code: str) -> Sold:
     """Turn a live reservation into a purchase. Repeating a purchase that succeeded returns it."""
-    try:
-        purchase, repeated = stock.purchase(code=code)
-    except DomainError as refusal:
-        PURCHASES.labels(refusal.code).inc()
-        raise
-    PURCHASES.labels("repeated" if repeated else "purchased").inc()
-    return Sold(purchase, stock.item_info(purchase.item_id))
+    result = stock.purchase(code=code)
+    PURCHASES.labels(result.outcome).inc()
+    if result.purchase is None:
+        raise _REFUSALS[result.outcome]()
+    return Sold(result.purchase, stock.item_info(result.purchase.item_id))

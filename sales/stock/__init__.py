@@ -1,43 +1,63 @@
 """Stock: the one seam that knows how an item is held and sold.
 
-Two paths decide a checkout, with the same rules: the Redis fast path (`_redis`), and PostgreSQL
-(`_postgres`) when Redis is not configured, fails or is being rebuilt. PostgreSQL is the source
-of truth: every attempt is a `CheckoutAttempt` row and every sale a `Purchase` row, written
-(`_attempts`) before the client is answered. A purchase always runs in PostgreSQL, under the
-`Buyer` row lock and the unique item and attempt constraints, so no fault of Redis can oversell
-or exceed a user's limit; at worst, during a switch between paths, an item can be held twice,
-and the second buyer's purchase is refused with `item_sold`.
+Two paths propose a checkout's outcome, with the same rules: the Redis fast path (`_redis`), and
+PostgreSQL (`_postgres`) when Redis is not configured, fails or is being rebuilt. PostgreSQL is
+the arbiter of every answer: the statement that writes the attempt (`_attempts`) claims the item
+in its own row, and the answer is what it committed, whatever Redis proposed; Redis is corrected
+when the two disagree, and the reconciler (`_reconcile`) brings it to PostgreSQL's state after
+anything it missed (a process killed between the two writes, an outage). A purchase always runs
+in PostgreSQL, under the `Buyer` row lock and the unique item and attempt constraints.
+
+What this seam returns is typed data; the services turn refusals into errors.
 """
 
 from django.db import IntegrityError
 from django.utils import timezone
 
-from sales.exceptions import CodeExpired, CodeNotFound, ItemSold, UserLimitReached
+from sales.exceptions import ItemSold
 from sales.models import CheckoutAttempt, Outcome, Purchase
-from sales.stock import _attempts, _postgres, _redis
+from sales.stock import _attempts, _postgres, _reconcile, _redis
+from sales.stock._decision import REPEATED, Purchased
 from sales.stock._items import ItemInfo, item_info
 
-__all__ = ["ItemInfo", "checkout", "item_info", "purchase", "refuse", "sale_opened"]
+__all__ = [
+    "ItemInfo",
+    "Purchased",
+    "checkout",
+    "item_info",
+    "last_agreed",
+    "purchase",
+    "reconcile",
+    "refuse",
+    "sale_opened",
+    "start_reconciler",
+]
 
-_REFUSALS = {
-    "code_not_found": CodeNotFound,
-    "code_expired": CodeExpired,
-    "user_limit_reached": UserLimitReached,
-}
+last_agreed = _reconcile.last_agreed
+reconcile = _reconcile.reconcile
+start_reconciler = _reconcile.start
+
+_PROPOSED = (Outcome.HELD, Outcome.EXISTING)
 
 
 def checkout(*, item: ItemInfo, user_id: str) -> CheckoutAttempt:
     """Decide a checkout of a started sale's item and write the attempt with its outcome."""
     now = timezone.now()
-    decision = _redis.decide(item, user_id, now)
-    if decision is None:
+    proposal = _redis.decide(item, user_id, now)
+    if proposal is None:
         return _postgres.checkout(item, user_id, now)
     try:
-        return _attempts.record_decision(item, user_id, decision, via_redis=True)
+        attempt = _attempts.record_decision(item, user_id, proposal, via_redis=True)
     except BaseException:
-        if decision.outcome == Outcome.HELD:  # a hold nobody was told of must not block the item
-            _redis.release(item, user_id, decision)
+        if proposal.outcome == Outcome.HELD:  # a hold nobody was told of must not block the item
+            _redis.release(item, user_id, proposal)
         raise
+    if proposal.outcome in _PROPOSED and attempt.code != proposal.code:
+        # PostgreSQL knew better (the item sold, or held under another code): Redis drops the
+        # hold it proposed and learns the item's claim.
+        _redis.release(item, user_id, proposal)
+        _redis.learn(item.sale_id, [item.id])
+    return attempt
 
 
 def refuse(
@@ -54,36 +74,29 @@ def refuse(
     )
 
 
-def purchase(*, code: str) -> tuple[Purchase, bool]:
-    """Sell the item held under `code` to its holder: the purchase, and whether it was made by
-    an earlier request (a retry is answered with the same purchase).
-
-    Raises `CodeNotFound`, `CodeExpired`, `UserLimitReached` or `ItemSold`.
-    """
+def purchase(*, code: str) -> Purchased:
+    """Sell the item held under `code` to its holder, or say why not."""
     try:
         result = _postgres.purchase(code)
     except IntegrityError:
         return _purchase_lost(code)
-    if isinstance(result, str):
-        raise _REFUSALS[result]()
-    sold, repeated = result
-    if not repeated:
-        _redis.sold(sold.sale_id, sold.item_id, sold.user_id)
-    return sold, repeated
+    if result.purchase is not None and result.outcome != REPEATED:
+        _redis.sold(result.purchase.sale_id, result.purchase.item_id, result.purchase.user_id)
+    return result
 
 
-def _purchase_lost(code: str) -> tuple[Purchase, bool]:
+def _purchase_lost(code: str) -> Purchased:
     """The purchase hit a unique constraint: this code's own purchase made meanwhile by a retry
     of the same request, or another buyer's purchase of the item."""
     done = Purchase.objects.filter(attempt__code=code, attempt__outcome=Outcome.HELD).first()
     if done is not None:
-        return done, True
+        return Purchased(REPEATED, done)
     other = Purchase.objects.filter(
         item__attempts__code=code, item__attempts__outcome=Outcome.HELD
     ).first()
     if other is not None:
         _redis.sold(other.sale_id, other.item_id, other.user_id)  # heal a Redis that missed it
-    raise ItemSold()
+    return Purchased(ItemSold.code)
 
 
 def sale_opened(*, sale_id: int) -> None:

@@ -1,11 +1,22 @@
-"""The one writer of checkout attempts: every attempt, decided or refused, is written here.
+"""The one writer of checkout attempts, and the arbiter of every checkout answer.
 
-Outside a transaction (the Redis path, refusals) rows go through group commit; inside one (the
-PostgreSQL path, which must write the hold before it lets go of its locks) the row is written in
-that transaction.
+Every attempt, decided or refused, is written here, and the answer is what this writer returns,
+never what the path that decided it proposed. On PostgreSQL one statement, group-committed with
+the attempts of concurrent requests, claims the item for each proposed hold and writes every
+attempt: a hold is written only if the item's row (`Item.claimed_*`, `Item.sold`) is unsold
+and unclaimed, or claimed already under the same code; otherwise the attempt is written with
+what PostgreSQL knows instead (`item_sold`, `item_reserved`, or the buyer's own live hold).
+The claim is a conditional UPDATE, which PostgreSQL re-checks on the row's latest version, so
+concurrent statements never both claim an item. A process killed before the commit has told
+nobody anything; killed after it, it leaves a committed row that nobody was told of.
+
+Inside a transaction (the PostgreSQL path, which decides under the item's lock and claims the
+item itself) the row is written in that transaction. Elsewhere than PostgreSQL (the embedded
+SQLite default, which has no Redis path) attempts are plain INSERTs.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +26,7 @@ from django.utils import timezone
 from core.groupcommit import GroupCommit
 from core.process import PerProcess
 from core.sql import insert_rows
-from sales.models import CheckoutAttempt
+from sales.models import CheckoutAttempt, Item, Outcome
 from sales.stock._decision import Decision
 from sales.stock._items import ItemInfo
 
@@ -30,15 +41,82 @@ _COLUMNS = (
     "via_redis",
     "created_at",
 )
+_ATTEMPTS = CheckoutAttempt._meta.db_table
+_ITEMS = Item._meta.db_table
+_PROPOSED = f"('{Outcome.HELD}', '{Outcome.EXISTING}')"
+
+# The rows arrive as one array per column; `n` keeps their order. `decided` is evaluated once,
+# so each row draws its id there and the answer reads the same ids back.
+_CLAIM_AND_RECORD = f"""
+WITH u AS (
+    SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::varchar[],
+        %s::varchar[], %s::varchar[], %s::timestamptz[], %s::boolean[], %s::timestamptz[])
+        WITH ORDINALITY AS u({", ".join(_COLUMNS)}, n)
+), claimed AS (
+    UPDATE {_ITEMS} i
+    SET claimed_by = u.user_id, claim_code = u.code, claimed_until = u.expires_at
+    FROM u
+    WHERE u.outcome IN {_PROPOSED} AND i.id = u.item_id AND NOT i.sold
+        AND (i.claimed_until IS NULL OR i.claimed_until <= u.created_at
+            OR (i.claimed_by = u.user_id AND i.claim_code = u.code))
+    RETURNING u.n
+), verdict AS (
+    SELECT u.*, i.claim_code AS their_code, i.claimed_until AS their_until, CASE
+        WHEN u.outcome NOT IN {_PROPOSED} THEN u.outcome
+        WHEN u.n IN (SELECT n FROM claimed) THEN CASE
+            WHEN EXISTS (SELECT FROM {_ATTEMPTS} a WHERE a.code = u.code AND a.outcome = 'held')
+            THEN 'existing' ELSE 'held' END
+        -- the same buyer's repeated request, claimed by its twin in this very statement
+        WHEN EXISTS (SELECT FROM claimed c JOIN u twin ON twin.n = c.n
+            WHERE twin.item_id = u.item_id AND twin.user_id = u.user_id AND twin.code = u.code)
+        THEN 'same'
+        WHEN i.sold THEN 'item_sold'
+        WHEN i.claimed_by = u.user_id AND i.claimed_until > u.created_at THEN 'theirs'
+        ELSE 'item_reserved'
+    END AS verdict
+    FROM u LEFT JOIN {_ITEMS} i ON i.id = u.item_id
+), decided AS (
+    SELECT nextval(pg_get_serial_sequence('{_ATTEMPTS}', 'id')) AS id,
+        sale_id, item_id, user_id, requested_id, via_redis, created_at, n,
+        CASE WHEN verdict IN ('same', 'theirs') THEN 'existing' ELSE verdict END AS outcome,
+        CASE WHEN verdict IN ('held', 'existing', 'same') THEN code
+            WHEN verdict = 'theirs' THEN their_code ELSE '' END AS code,
+        CASE WHEN verdict IN ('held', 'existing', 'same') THEN expires_at
+            WHEN verdict = 'theirs' THEN their_until END AS expires_at
+    FROM verdict
+), recorded AS (
+    INSERT INTO {_ATTEMPTS} (id, {", ".join(_COLUMNS)})
+    SELECT id, {", ".join(_COLUMNS)} FROM decided
+)
+SELECT id, outcome, code, expires_at FROM decided ORDER BY n
+"""  # noqa: S608 (table names from the models, values bound)
 
 
-def _insert(db: BaseDatabaseWrapper, rows: Sequence[tuple[Any, ...]]) -> list[int]:
-    """One statement for the rows; ids are drawn in the order of the rows."""
-    returned = insert_rows(db, CheckoutAttempt, _COLUMNS, rows, suffix="RETURNING id")
-    return sorted(pk for (pk,) in returned)
+@dataclass(frozen=True)
+class _Written:
+    id: int
+    outcome: str
+    code: str
+    expires_at: datetime | None
 
 
-_writer = PerProcess(lambda: GroupCommit(_insert), close=GroupCommit.close)
+def _write(db: BaseDatabaseWrapper, rows: Sequence[tuple[Any, ...]]) -> list[_Written]:
+    """One statement for the rows, answered in their order."""
+    if db.vendor != "postgresql" or db.in_atomic_block:
+        # The caller decided under the item's lock and claimed it (or there is no Redis path):
+        # the row goes in as decided.
+        returned = insert_rows(db, CheckoutAttempt, _COLUMNS, rows, suffix="RETURNING id")
+        ids = sorted(pk for (pk,) in returned)  # drawn in the order of the rows
+        return [_Written(pk, row[4], row[5], row[6]) for pk, row in zip(ids, rows, strict=True)]
+    with db.cursor() as cursor:
+        cursor.execute(
+            _CLAIM_AND_RECORD,
+            [list(column) for column in zip(*rows, strict=True)],
+        )
+        return [_Written(*row) for row in cursor.fetchall()]
+
+
+_writer = PerProcess(lambda: GroupCommit(_write), close=GroupCommit.close)
 
 
 def record(
@@ -52,9 +130,9 @@ def record(
     expires_at: datetime | None = None,
     via_redis: bool = False,
 ) -> CheckoutAttempt:
-    """Write one attempt and return it once it is committed (or written in the caller's
-    transaction). Input kept as sent is cut to the column sizes, less what a text column
-    cannot hold (NUL, lone surrogates)."""
+    """Write one attempt and return it as committed (or as written in the caller's
+    transaction): a proposed hold comes back as what PostgreSQL decided. Input kept as sent is
+    cut to the column sizes, less what a text column cannot hold (NUL, lone surrogates)."""
     values = (
         sale_id,
         item_id,
@@ -66,14 +144,16 @@ def record(
         via_redis,
         timezone.now(),
     )
-    pk = _writer.get().insert(values)
-    return CheckoutAttempt(id=pk, **dict(zip(_COLUMNS, values, strict=True)))
+    written = _writer.get().insert(values)
+    fields = dict(zip(_COLUMNS, values, strict=True))
+    fields.update(outcome=written.outcome, code=written.code, expires_at=written.expires_at)
+    return CheckoutAttempt(id=written.id, **fields)
 
 
 def record_decision(
     item: ItemInfo, user_id: str, decision: Decision, *, via_redis: bool
 ) -> CheckoutAttempt:
-    """Write the attempt a path decided."""
+    """Write the attempt a path decided; the answer is what PostgreSQL made of it."""
     return record(
         sale_id=item.sale_id,
         item_id=item.id,

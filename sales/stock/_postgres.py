@@ -1,11 +1,13 @@
 """The PostgreSQL path, and the purchase, which always runs here.
 
 Checkout, when Redis cannot decide: one transaction that locks the (sale, user) `Buyer` row, then
-the item row, decides from the attempts and purchases, and writes the attempt before it commits.
+the item row, decides from the item's claim and the buyer's holds and purchases, claims the item
+and writes the attempt before it commits.
 Locks are taken in that order everywhere.
 
 Purchase: one statement decides and writes (code lookup, the earlier purchase of a retried
-request, the buyer's limit under the `Buyer` row lock, the purchase row), with the unique item
+request, the buyer's limit under the `Buyer` row lock, the purchase row, the item's row marked
+sold so that no later claim takes it), with the unique item
 and attempt constraints as the last line of defence. Expiry is checked with the database's clock
 once the buyer's row is locked: waiting for the lock must not stretch a hold.
 """
@@ -16,10 +18,11 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
+from sales.exceptions import CodeExpired, CodeNotFound, UserLimitReached
 from sales.models import Buyer, CheckoutAttempt, Item, Outcome, Purchase, Sale
 from sales.selectors import live_holds
 from sales.stock import _attempts
-from sales.stock._decision import Decision, new_code
+from sales.stock._decision import PURCHASED, REPEATED, Decision, Purchased, new_code
 from sales.stock._items import ItemInfo
 
 _BUYER = Buyer._meta.db_table
@@ -51,26 +54,36 @@ def checkout(item: ItemInfo, user_id: str, now: datetime) -> CheckoutAttempt:
     with transaction.atomic():
         purchased = _lock_buyer(item.sale_id, user_id, item.user_limit, add=0)
         assert purchased is not None  # adding nothing is always within the limit
-        list(Item.objects.select_for_update(no_key=True).filter(pk=item.id).values_list("pk"))
-        decision = _decide(item, user_id, now, purchased)
+        claim = (
+            Item.objects.select_for_update(no_key=True)
+            .values_list("sold", "claimed_by", "claim_code", "claimed_until")
+            .get(pk=item.id)
+        )
+        decision = _decide(item, user_id, now, purchased, *claim)
+        if decision.outcome == Outcome.HELD:
+            Item.objects.filter(pk=item.id).update(
+                claimed_by=user_id, claim_code=decision.code, claimed_until=decision.expires_at
+            )
         return _attempts.record_decision(item, user_id, decision, via_redis=False)
 
 
-def _decide(item: ItemInfo, user_id: str, now: datetime, purchased: int) -> Decision:
-    """The rules, read from PostgreSQL. Assumes the caller holds the buyer and item locks."""
-    if Purchase.objects.filter(item_id=item.id).exists():
+def _decide(
+    item: ItemInfo,
+    user_id: str,
+    now: datetime,
+    purchased: int,
+    sold: bool,
+    claimed_by: str,
+    claim_code: str,
+    claimed_until: datetime | None,
+) -> Decision:
+    """The rules, read from PostgreSQL: the item's claim, the buyer's live holds and purchases.
+    Assumes the caller holds the buyer and item locks."""
+    if sold:
         return Decision(Outcome.ITEM_SOLD)
-    hold = (
-        live_holds(now)
-        .filter(item_id=item.id)
-        .order_by("-expires_at")
-        .values_list("user_id", "code", "expires_at")
-        .first()
-    )
-    if hold is not None:
-        holder, code, expires_at = hold
-        if holder == user_id:
-            return Decision(Outcome.EXISTING, code, expires_at)
+    if claimed_until is not None and claimed_until > now:
+        if claimed_by == user_id:
+            return Decision(Outcome.EXISTING, claim_code, claimed_until)
         return Decision(Outcome.ITEM_RESERVED)
     held = (
         live_holds(now)
@@ -86,6 +99,7 @@ def _decide(item: ItemInfo, user_id: str, now: datetime, purchased: int) -> Deci
 
 _TABLES = {
     "attempts": CheckoutAttempt._meta.db_table,
+    "items": Item._meta.db_table,
     "sales": Sale._meta.db_table,
     "purchases": Purchase._meta.db_table,
     "buyers": _BUYER,
@@ -109,7 +123,9 @@ WITH attempt AS (
     INSERT INTO {purchases} (sale_id, item_id, attempt_id, user_id, purchased_at)
     SELECT sale_id, item_id, id, user_id, clock_timestamp() FROM attempt
     WHERE EXISTS (SELECT FROM buyer)
-    RETURNING id, purchased_at
+    RETURNING id, item_id, purchased_at
+), claim AS (
+    UPDATE {items} SET sold = true WHERE id = (SELECT item_id FROM sold)
 )
 SELECT attempt.id, attempt.sale_id, attempt.item_id, attempt.user_id,
     attempt.expires_at <= clock_timestamp(), EXISTS (SELECT FROM earlier),
@@ -119,10 +135,9 @@ FROM attempt
 """.format(**_TABLES)  # noqa: S608 (table names from the models, values bound)
 
 
-def purchase(code: str) -> tuple[Purchase, bool] | str:
-    """Sell the item held under `code`: the purchase and whether it was made earlier (a retried
-    request), or the refusal's outcome (`code_not_found`, `code_expired`,
-    `user_limit_reached`). Raises IntegrityError when another buyer has the item."""
+def purchase(code: str) -> Purchased:
+    """Sell the item held under `code`, or say why not. Raises IntegrityError when another
+    buyer has the item."""
     if connection.vendor != "postgresql":
         return _purchase_portable(code)
     # Inside a caller's transaction a savepoint keeps a refusal from spoiling it; in autocommit
@@ -132,10 +147,10 @@ def purchase(code: str) -> tuple[Purchase, bool] | str:
         cursor.execute(_PURCHASE, {"code": code})
         row = cursor.fetchone()
     if row is None:
-        return "code_not_found"
+        return Purchased(CodeNotFound.code)
     attempt_id, sale_id, item_id, user_id, expired, repeated, pk, purchased_at = row
     if pk is None:
-        return "code_expired" if expired else "user_limit_reached"
+        return Purchased(CodeExpired.code if expired else UserLimitReached.code)
     sold = Purchase(
         id=pk,
         sale_id=sale_id,
@@ -144,30 +159,31 @@ def purchase(code: str) -> tuple[Purchase, bool] | str:
         user_id=user_id,
         purchased_at=purchased_at,
     )
-    return sold, repeated
+    return Purchased(REPEATED if repeated else PURCHASED, sold)
 
 
-def _purchase_portable(code: str) -> tuple[Purchase, bool] | str:
+def _purchase_portable(code: str) -> Purchased:
     """The same decision in several statements, for databases without writes in CTEs (the
     embedded SQLite default, one process)."""
     attempt = CheckoutAttempt.objects.filter(code=code, outcome=Outcome.HELD).first()
     if attempt is None or attempt.sale_id is None or attempt.item_id is None:
-        return "code_not_found"
+        return Purchased(CodeNotFound.code)
     earlier = Purchase.objects.filter(attempt=attempt).first()
     if earlier is not None:
-        return earlier, True
+        return Purchased(REPEATED, earlier)
     limit = Sale.objects.values_list("user_limit", flat=True).get(pk=attempt.sale_id)
     with transaction.atomic():
         within_limit = _lock_buyer(attempt.sale_id, attempt.user_id, limit, add=1) is not None
         if attempt.expires_at is None or attempt.expires_at <= timezone.now():
             transaction.set_rollback(True)
-            return "code_expired"
+            return Purchased(CodeExpired.code)
         if not within_limit:
-            return "user_limit_reached"
+            return Purchased(UserLimitReached.code)
+        Item.objects.filter(pk=attempt.item_id).update(sold=True)
         sold = Purchase.objects.create(
             sale_id=attempt.sale_id,
             item_id=attempt.item_id,
             attempt=attempt,
             user_id=attempt.user_id,
         )
-    return sold, False
+    return Purchased(PURCHASED, sold)

@@ -11,7 +11,7 @@ import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.utils import timezone
@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from core.process import PerProcess
 from sales.metrics import REDIS_FALLBACKS
-from sales.models import Buyer, Purchase
+from sales.models import Buyer, Item, Purchase
 from sales.selectors import live_holds
 from sales.stock._decision import Decision, new_code
 from sales.stock._items import ItemInfo
@@ -35,7 +35,7 @@ REBUILD_LOCK_MS = 10_000
 
 _LUA = {
     name: (Path(__file__).parent / f"{name}.lua").read_text()
-    for name in ("checkout", "sold", "release", "unlock")
+    for name in ("checkout", "sold", "release", "unlock", "hold")
 }
 
 
@@ -59,9 +59,27 @@ class _FastPath:
 _state = PerProcess(_FastPath)
 
 
-def _keys(sale_id: int, user_id: str = "") -> list[str]:
+class Keys(NamedTuple):
+    """A sale's keys, in the order the scripts take them (KEYS[1], KEYS[2]...)."""
+
+    ready: str
+    sold: str
+    holds: str
+    user: str  # the buyer's live holds
+    bought: str
+    fresh: str  # holds proposed lately, for the reconciler to check against PostgreSQL
+
+
+def keys(sale_id: int, user_id: str = "") -> Keys:
     tag = f"{{sale:{sale_id}}}"
-    return [f"{tag}:ready", f"{tag}:sold", f"{tag}:holds", f"{tag}:user:{user_id}", f"{tag}:bought"]
+    return Keys(
+        f"{tag}:ready",
+        f"{tag}:sold",
+        f"{tag}:holds",
+        f"{tag}:user:{user_id}",
+        f"{tag}:bought",
+        f"{tag}:fresh",
+    )
 
 
 def _client(sale_id: int) -> Redis | None:
@@ -77,7 +95,7 @@ def _client(sale_id: int) -> Redis | None:
     client = state.client
     if sale_id in state.stale:
         # This process changed the sale while Redis was away: rebuild before trusting it.
-        client.delete(_keys(sale_id)[0])
+        client.delete(keys(sale_id).ready)
         state.stale.discard(sale_id)
     return client
 
@@ -100,17 +118,17 @@ def decide(item: ItemInfo, user_id: str, now: datetime) -> Decision | None:
         if client is None:
             return None
         run = _state.get().script(client, "checkout")
-        keys = _keys(item.sale_id, user_id)
+        sale_keys = keys(item.sale_id, user_id)
         args: list[str | int] = [item.id, user_id, new_code(), now_ms, expires_ms]
         args += [item.user_limit, KEY_LIFETIME_SECONDS]
-        answer = run(keys=keys, args=args, client=client)
+        answer = run(keys=sale_keys, args=args, client=client)
         if answer[0] == b"cold":
             if not _rebuild(client, item.sale_id):
                 # Not marked stale: another process is rebuilding, and a mark would make every
                 # process ask for one more rebuild, forever, under a rush.
                 REDIS_FALLBACKS.labels("rebuilding").inc()
                 return None
-            answer = run(keys=keys, args=args, client=client)
+            answer = run(keys=sale_keys, args=args, client=client)
     except RedisError:
         _trip(item.sale_id, "error")
         return None
@@ -129,8 +147,10 @@ def sold(sale_id: int, item_id: int, user_id: str) -> None:
         client = _client(sale_id)
         if client is not None:
             run = _state.get().script(client, "sold")
-            keys = _keys(sale_id, user_id)
-            if not run(keys=keys, args=[item_id, user_id, KEY_LIFETIME_SECONDS], client=client):
+            sale_keys = keys(sale_id, user_id)
+            if not run(
+                keys=sale_keys, args=[item_id, user_id, KEY_LIFETIME_SECONDS], client=client
+            ):
                 # Not ready: a rebuild may have read PostgreSQL before this purchase.
                 _state.get().stale.add(sale_id)
     except RedisError:
@@ -145,9 +165,40 @@ def release(item: ItemInfo, user_id: str, decision: Decision) -> None:
         client = _client(item.sale_id)
         if client is not None:
             run = _state.get().script(client, "release")
-            run(keys=_keys(item.sale_id, user_id), args=[item.id, hold], client=client)
+            run(keys=keys(item.sale_id, user_id), args=[item.id, hold], client=client)
     except RedisError:
         _trip(item.sale_id, "error")
+
+
+def learn(sale_id: int, item_ids: list[int]) -> None:
+    """Set Redis to the items' claims in PostgreSQL: sold, held (by whom, until when), or,
+    when Redis holds one that PostgreSQL does not, free. Idempotent."""
+    now = timezone.now()
+    try:
+        client = _client(sale_id)
+        if client is None:
+            return
+        claims = Item.objects.filter(pk__in=item_ids).values_list(
+            "pk", "sold", "claimed_by", "claim_code", "claimed_until"
+        )
+        state = _state.get()
+        pipe = client.pipeline(transaction=False)
+        for item_id, sold, holder, code, until in claims:
+            sale_keys = keys(sale_id, holder)
+            if sold:
+                state.script(client, "sold")(
+                    keys=sale_keys, args=[item_id, holder, KEY_LIFETIME_SECONDS], client=pipe
+                )
+                continue
+            hold = ""
+            if until is not None and until > now:
+                hold = f"{holder} {code} {int(until.timestamp() * 1000)}"
+            state.script(client, "hold")(
+                keys=sale_keys, args=[item_id, hold, KEY_LIFETIME_SECONDS], client=pipe
+            )
+        pipe.execute()
+    except RedisError:
+        _trip(sale_id, "error")
 
 
 def sale_opened(sale_id: int) -> None:
@@ -155,7 +206,7 @@ def sale_opened(sale_id: int) -> None:
     try:
         client = _client(sale_id)
         if client is not None:
-            client.set(_keys(sale_id)[0], 1, ex=KEY_LIFETIME_SECONDS)
+            client.set(keys(sale_id).ready, 1, ex=KEY_LIFETIME_SECONDS)
     except RedisError:
         _trip(sale_id, "error")
 
@@ -171,13 +222,13 @@ def _rebuild(client: Redis, sale_id: int) -> bool:
         return False
     try:
         now = timezone.now()
-        ready, sold_key, holds_key, _, bought_key = _keys(sale_id)
+        ready, sold_key, holds_key, _, bought_key, _ = keys(sale_id)
         pipe = client.pipeline(transaction=True)
         sold = list(Purchase.objects.filter(sale_id=sale_id).values_list("item_id", "user_id"))
         if sold:
             pipe.sadd(sold_key, *(item for item, _ in sold))
         for item_id, user_id in sold:
-            pipe.zrem(_keys(sale_id, user_id)[3], item_id)
+            pipe.zrem(keys(sale_id, user_id).user, item_id)
         holds: dict[int, Any] = {}
         for hold in (
             live_holds(now)
@@ -189,7 +240,7 @@ def _rebuild(client: Redis, sale_id: int) -> bool:
         for item_id, user_id, code, expires_at in holds.values():
             expires_ms = int(expires_at.timestamp() * 1000)
             pipe.hset(holds_key, str(item_id), f"{user_id} {code} {expires_ms}")
-            user_key = _keys(sale_id, user_id)[3]
+            user_key = keys(sale_id, user_id).user
             pipe.zadd(user_key, {str(item_id): expires_ms})
             pipe.expire(user_key, KEY_LIFETIME_SECONDS)
         for user_id, purchased in Buyer.objects.filter(
@@ -206,5 +257,10 @@ def _rebuild(client: Redis, sale_id: int) -> bool:
         )
         return True
     finally:
-        # Only our own lock: past its expiry, another process may hold a new one.
-        _state.get().script(client, "unlock")(keys=[lock], args=[token], client=client)
+        unlock(client, lock, token)
+
+
+def unlock(client: Redis, lock: str, token: str) -> None:
+    """Release a lock if it is still ours: past its expiry, another process may hold a new
+    one."""
+    _state.get().script(client, "unlock")(keys=[lock], args=[token], client=client)

@@ -1,4 +1,4 @@
--- Decide a checkout. KEYS: ready, sold, holds, the buyer's holds, bought.
+-- Propose a checkout's outcome. KEYS: ready, sold, holds, the buyer's holds, bought, fresh.
 -- ARGV: item, user, new code, now (ms), expires (ms), user limit, key lifetime (s).
 -- A hold is "user code expires_ms" in the holds hash; the buyer's holds are a sorted set scored
 -- by expiry, so expired holds stop counting without a sweeper.
@@ -20,4 +20,7 @@ redis.call('HSET', KEYS[3], item, user .. ' ' .. ARGV[3] .. ' ' .. ARGV[5])
 redis.call('ZADD', KEYS[4], ARGV[5], item)
 redis.call('EXPIRE', KEYS[3], ARGV[7])
 redis.call('EXPIRE', KEYS[4], ARGV[7])
+-- PostgreSQL decides whether this hold stands; the reconciler checks fresh holds against it.
+redis.call('ZADD', KEYS[6], ARGV[4], item)
+redis.call('EXPIRE', KEYS[6], ARGV[7])
 return {'held', ARGV[3], ARGV[5]}
