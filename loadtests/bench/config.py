@@ -45,6 +45,8 @@ class Config:
         for name in ("BENCH_SERVER", "BENCH_BASELINE_SERVER"):
             if env(name, server) not in SERVERS:
                 raise SystemExit(f"{name}={env(name)!r}: one of {', '.join(SERVERS)}")
+        if config.floor and server != "granian":
+            raise SystemExit("BENCH_FLOOR: the floor is served by granian, so the project must be")
         # A run with a second side measures most cells twice: at 64 connections only, where the
         # targets are, it still ends within 10 minutes on a busy machine.
         paired = config.ab or config.floor
