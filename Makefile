@@ -101,7 +101,7 @@ locust: install  ## locust web UI on 127.0.0.1:8089 against LOCUST_HOST (default
 loadtest: install  ## headless locust on its own stack (LOADTEST_USERS, _SPAWN_RATE, _DURATION), then the invariants
 	$(BIN)/python -m loadtests.loadtest
 
-bench: install  ## wrk on a stack of its own: every endpoint beside /ping; BENCH_BASELINE=<git ref> for A/B
+bench: install  ## wrk on a stack of its own: every endpoint beside /ping; BENCH_BASELINE=<git ref> for A/B, BENCH_FLOOR=1 beside the floor
 	@command -v wrk >/dev/null || { echo "make bench needs wrk (Debian/Ubuntu: sudo apt-get install wrk; macOS: brew install wrk)" >&2; exit 1; }
 	$(BIN)/python -m loadtests.bench
 

@@ -1,4 +1,4 @@
--- One wrk script for every benchmark cell; `make bench` (loadtests/bench.py) drives it.
+-- One wrk script for every benchmark cell; `make bench` (loadtests/bench/) drives it.
 --
 -- WRK_ENDPOINT  ping | health | checkout | purchase | ticket
 -- WRK_DATA      records for the endpoint: item ids or codes one a line, or tickets separated
