@@ -23,14 +23,16 @@ logger = logging.getLogger(__name__)
 
 def _count(windows: dict[str, int]) -> list[int] | None:
     """Increment each key's counter (expiring after its window) in one round trip; None when
-    the counters are unreachable."""
+    the counters are unreachable. Each counter is made with its expiry before it is counted, so
+    a client killed between the two commands never leaves a counter that would refuse its
+    caller for good (keys of one request may sit in several cluster slots: no MULTI)."""
     try:
         if settings.REDIS_URL:
             pipe = get_redis_connection("default").pipeline(transaction=False)
             for key, window in windows.items():
+                pipe.set(key, 0, ex=window, nx=True)
                 pipe.incr(key)
-                pipe.expire(key, window, nx=True)
-            return [int(n) for n in pipe.execute()[::2]]
+            return [int(n) for n in pipe.execute()[1::2]]
         counts = []
         for key, window in windows.items():
             cache.add(key, 0, window)

@@ -32,10 +32,23 @@ Checkout = Callable[[int, str, int], Answer]
 Purchase = Callable[[int, str], Answer]
 
 
+@dataclass(frozen=True)
+class Sent:
+    """One request of the rush and its answer."""
+
+    kind: str  # "checkout" or "purchase"
+    user: str
+    item_id: int
+    code: str  # a purchase's code
+    sent_at: float  # time.time() when the request left
+    answer: Answer
+
+
 @dataclass
 class RushResult:
     seconds: float = 0.0
     outcomes: Counter[str] = field(default_factory=Counter)  # "checkout <label>", "purchase ..."
+    sent: list[Sent] = field(default_factory=list)
 
     @property
     def checkouts(self) -> int:
@@ -72,9 +85,12 @@ def rush(
     stop_at = time.monotonic() + deadline
     users = itertools.count()
 
-    def count(kind: str, answer: Answer) -> Answer:
+    def count(
+        kind: str, user: str, item_id: int, code: str, sent_at: float, answer: Answer
+    ) -> Answer:
         with lock:
             result.outcomes[f"{kind} {answer.label}"] += 1
+            result.sent.append(Sent(kind, user, item_id, code, sent_at, answer))
         return answer
 
     def slot(i: int) -> None:
@@ -92,14 +108,16 @@ def rush(
                 if not candidates:
                     return
                 item_id = rng.choice(candidates)
-                held = count("checkout", checkout(i, user, item_id))
+                sent_at = time.time()
+                held = count("checkout", user, item_id, "", sent_at, checkout(i, user, item_id))
                 if held.refusal == "item_sold":
                     sold.add(item_id)
                 elif held.refusal == "user_limit_reached":
                     time.sleep(limit_pause)  # one of our abandoned holds will expire
                 if not held.ok or rng.random() < abandon:
                     continue
-                if count("purchase", purchase(i, held.code)).ok:
+                sent_at = time.time()
+                if count("purchase", user, item_id, held.code, sent_at, purchase(i, held.code)).ok:
                     bought += 1
                     sold.add(item_id)
 
@@ -128,6 +146,7 @@ def http_rush(
         try:
             status, body = clients[i].post(path)
         except (OSError, http.client.HTTPException):
+            time.sleep(0.05)  # as a client would before it tries again
             return Answer("0 connection_error")
         refusal = body.get("error", {}).get("code", "")
         return Answer(

@@ -264,7 +264,7 @@ class Stack(Running):
             "gunicorn": [str(self.bin / "gunicorn"), "-c", "config/gunicorn.py", "config.wsgi"],
         }[server]
         metrics = self.workdir / f"metrics-{port}"
-        metrics.mkdir()
+        metrics.mkdir(exist_ok=True)  # a server started again on its port reuses it
         self.spawn(
             name,
             command,
