@@ -1,5 +1,8 @@
 """Input validation and output shapes of the sales API."""
 
+import re
+from typing import Any
+
 from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
@@ -58,6 +61,40 @@ class CheckoutInput(serializers.Serializer):
 @extend_schema_serializer(examples=_body_example("a code", {"code": "Vb0qX3mX3cXQk5c2Gk8Xyw"}))
 class PurchaseInput(serializers.Serializer):
     code = serializers.RegexField(CODE_PATTERN, error_messages={"invalid": "Not a checkout code."})
+
+
+_USER_ID = re.compile(USER_ID_PATTERN)
+_CODE = re.compile(CODE_PATTERN)
+
+
+def _ascii_id(value: object) -> int | None:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID:
+        return value
+    return None
+
+
+def checkout_input(fields: dict[str, Any]) -> dict[str, Any]:
+    """`CheckoutInput`'s validated data. Fields that are plainly valid are taken at once: a
+    serializer instance costs a deep copy of its fields and a compiled validator each, a fifth
+    of a checkout's CPU. Anything else goes through the serializer, which alone words errors."""
+    user_id, item_id = fields.get("user_id"), _ascii_id(fields.get("id"))
+    if isinstance(user_id, str) and item_id is not None and _USER_ID.match(user_id):
+        return {"user_id": user_id, "id": item_id}
+    form = CheckoutInput(data=fields)
+    form.is_valid(raise_exception=True)
+    return form.validated_data
+
+
+def purchase_input(fields: dict[str, Any]) -> dict[str, Any]:
+    """`PurchaseInput`'s validated data, a plainly valid code taken at once (as above)."""
+    code = fields.get("code")
+    if isinstance(code, str) and _CODE.match(code):
+        return {"code": code}
+    form = PurchaseInput(data=fields)
+    form.is_valid(raise_exception=True)
+    return form.validated_data
 
 
 class ItemOutput(serializers.Serializer):

@@ -48,6 +48,8 @@ from sales.serializers import (
     SaleItemOutput,
     SaleItemsQuery,
     SaleOutput,
+    checkout_input,
+    purchase_input,
 )
 
 
@@ -127,12 +129,9 @@ class CheckoutView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        form = CheckoutInput(data=request_fields(request, aliases={"item_id": "id"}))
-        form.is_valid(raise_exception=True)
+        fields = checkout_input(request_fields(request, aliases={"item_id": "id"}))
         self.given_to_service = True
-        checkout = services.checkout_create(
-            user_id=form.validated_data["user_id"], item_id=form.validated_data["id"]
-        )
+        checkout = services.checkout_create(user_id=fields["user_id"], item_id=fields["id"])
         body = {
             "code": checkout.attempt.code,
             "expires_at": checkout.attempt.expires_at,
@@ -202,9 +201,7 @@ class PurchaseView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        form = PurchaseInput(data=request_fields(request))
-        form.is_valid(raise_exception=True)
-        sold = services.purchase_complete(code=form.validated_data["code"])
+        sold = services.purchase_complete(code=purchase_input(request_fields(request))["code"])
         return Response(
             {
                 "purchase_id": sold.purchase.pk,

@@ -141,16 +141,16 @@ def assert_within_the_rules(stack: Stack, sale_id: int) -> None:
 
 def assert_redis_agrees(stack: Stack, sale_id: int) -> None:
     """Redis holds PostgreSQL's sold items, live holds and purchase counts, nothing else."""
-    client = redis.Redis.from_url(stack.redis_url)
+    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
     tag = f"{{sale:{sale_id}}}"
     now_ms = int(time.time() * 1000)
     sold = {int(item) for item in client.smembers(f"{tag}:sold")}
     holds = {
-        int(item): hold.decode()
+        int(item): hold
         for item, hold in client.hgetall(f"{tag}:holds").items()
         if int(hold.split()[2]) > now_ms and int(item) not in sold
     }
-    bought = {user.decode(): int(n) for user, n in client.hgetall(f"{tag}:bought").items()}
+    bought = {user: int(n) for user, n in client.hgetall(f"{tag}:bought").items()}
     pg_sold = {item for (item,) in stack.query("SELECT id FROM sales_item WHERE sold")}
     pg_holds = {
         item: f"{user} {code} {int(until.timestamp() * 1000)}"

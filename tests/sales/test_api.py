@@ -111,20 +111,22 @@ def test_checkout_with_a_malformed_json_body_is_a_400_and_is_recorded(api):
 @pytest.mark.parametrize(
     ("failing", "failure", "status", "recorded"),
     [
-        # a bug in this code: answered 500, recorded as an error
-        ("sales.views.CheckoutInput.is_valid", RuntimeError("a bug"), 500, [Outcome.ERROR]),
+        # a bug in this code, before the service or in it: answered 500, recorded as an error
+        ("sales.views.checkout_input", RuntimeError("a bug"), 500, [Outcome.ERROR]),
+        ("sales.stock.checkout", RuntimeError("a bug"), 500, [Outcome.ERROR]),
         # the database cannot take the row: answered 503, nothing to record it in
         ("sales.stock._attempts.record", OperationalError("unreachable"), 503, []),
     ],
 )
 def test_a_checkout_that_fails_is_answered_and_recorded_as_it_can_be(
-    api, monkeypatch, failing, failure, status, recorded
+    api, monkeypatch, open_sale, failing, failure, status, recorded
 ):
-    def fail(**kwargs):
+    def fail(*args, **kwargs):
         raise failure
 
+    item = open_sale(items=1).items.get()
     monkeypatch.setattr(failing, fail)
-    response = api.post("/checkout?user_id=alice&id=1")
+    response = api.post(f"/checkout?user_id=alice&id={item.pk}")
     assert response.status_code == status
     assert outcomes("alice") == recorded
     assert status != 503 or "Retry-After" in response
