@@ -7,13 +7,17 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from core.errors import DomainError, ErrorSerializer, PayloadTooLarge, error_body
 
 # Refusals that DRF or the platform raise for any endpoint, as (code, an example message).
-INVALID_REQUEST = ("invalid_request", "id: A valid integer is required.")
 MALFORMED_JSON = ("invalid_request", "The body is not valid JSON.")
 RATE_LIMITED = ("rate_limited", "Request was throttled. Expected available in 7 seconds.")
 METHOD_NOT_ALLOWED = ("method_not_allowed", 'Method "GET" not allowed.')
 NOT_STAFF = ("permission_denied", "You do not have permission to perform this action.")
 NO_PAGE = ("not_found", "Invalid page.")
 TOO_LARGE = PayloadTooLarge
+
+
+def invalid(message: str) -> tuple[str, str]:
+    """A field refused by validation, the message naming a field of the operation itself."""
+    return ("invalid_request", message)
 
 
 def refusal(description: str, *errors: type[DomainError] | tuple[str, str]) -> OpenApiResponse:
@@ -50,9 +54,8 @@ TAGS = {
 
 def tag_and_require_bodies(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     """Tag each operation by what it serves (sales, tickets, operations), drop the security
-    requirement of public ones, and mark each body required unless the same fields may come in
-    the query string instead (drf-spectacular leaves raw bodies, such as the ticket's text,
-    optional)."""
+    requirement of public ones, and mark each body required (drf-spectacular leaves raw
+    bodies, such as the ticket's text, optional)."""
     result["tags"] = [
         {"name": "sales", "description": "The hourly flash sale: reserve, buy, follow a sale."},
         {"name": "tickets", "description": "The till webhook, its tickets and the catalogue."},
@@ -64,7 +67,6 @@ def tag_and_require_bodies(result: dict[str, Any], **kwargs: Any) -> dict[str, A
             operation["tags"] = [tag]
             if operation.get("security") == [{}]:  # anonymous only: no padlock to show
                 del operation["security"]
-            in_query = any(p.get("in") == "query" for p in operation.get("parameters", []))
             if "requestBody" in operation:
-                operation["requestBody"]["required"] = not in_query
+                operation["requestBody"]["required"] = True
     return result

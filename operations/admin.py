@@ -16,6 +16,8 @@ class OperatorSite(admin.AdminSite):
     site_title = "Operators"
     index_title = "Dashboard"
     index_template = "admin/operator_index.html"
+    # Lists of attempts and tickets need the width; the breadcrumbs and the index lead anywhere.
+    enable_nav_sidebar = False
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         context = {**(extra_context or {}), "dashboard": dashboard(now=timezone.now())}

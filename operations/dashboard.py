@@ -1,5 +1,6 @@
-"""The operator dashboard's figures: the sales still selling, checkout outcomes per minute over
-the last hour, the tickets' backlog, spool and rejections, and the state of the backends.
+"""The operator dashboard's figures: the sales still selling, checkout outcomes and purchases per
+minute over the last hour's activity, the tickets' backlog, spool and rejections, and the state
+of the backends.
 
 Everything is read from the database, the spool and the backends themselves when the page asks,
 so that what operators see does not depend on which process served them.
@@ -10,43 +11,62 @@ from datetime import datetime, timedelta
 
 from operations.health import broker_status, database_status, redis_status
 from sales.models import OUTCOME_COLOURS
-from sales.selectors import checkouts_per_minute, sales_selling
+from sales.selectors import checkouts_per_minute, purchases_per_minute, sales_selling
 from tickets import spool
 from tickets.selectors import ticket_figures
 
 WINDOW_MINUTES = 60
+# The chart spans the window's activity, at least this long: a rush of two minutes fills it
+# instead of the last pixels of an hour.
+MIN_SPAN_MINUTES = 5
 CHART_WIDTH, CHART_HEIGHT = 600, 160
+PURCHASES, PURCHASES_COLOUR = "purchased", "#283593"
 
 
 @dataclass(frozen=True)
 class Series:
-    outcome: str
+    name: str  # a checkout outcome, or PURCHASES
     colour: str
     total: int
     points: str  # an SVG polyline's points
 
 
-def outcome_chart(*, now: datetime) -> tuple[list[Series], int]:
-    """One polyline per outcome seen in the window (attempts per minute, oldest on the left),
-    and the largest per-minute count, which is the chart's top."""
+@dataclass(frozen=True)
+class Chart:
+    series: list[Series]
+    top: int  # the largest count in a minute: the chart's top
+    minutes: int  # how many minutes back the left edge is
+
+
+def outcome_chart(*, now: datetime) -> Chart:
+    """Checkout attempts per minute, one polyline per outcome seen, and purchases per minute
+    beside them, from the window's first active minute (or MIN_SPAN_MINUTES ago) to now."""
     start = now.replace(second=0, microsecond=0) - timedelta(minutes=WINDOW_MINUTES - 1)
-    counts: dict[str, list[int]] = {}
-    for minute, outcome, n in checkouts_per_minute(since=start):
+    counts: dict[str, dict[int, int]] = {}
+    rows = [
+        *checkouts_per_minute(since=start),
+        *((minute, PURCHASES, n) for minute, n in purchases_per_minute(since=start)),
+    ]
+    for minute, name, n in rows:
         slot = int((minute - start).total_seconds() // 60)
         if 0 <= slot < WINDOW_MINUTES:
-            counts.setdefault(outcome, [0] * WINDOW_MINUTES)[slot] += n
-    top = max((max(values) for values in counts.values()), default=0)
-    step = CHART_WIDTH / (WINDOW_MINUTES - 1)
+            per_slot = counts.setdefault(name, {})
+            per_slot[slot] = per_slot.get(slot, 0) + n
+    first = min((min(slots) for slots in counts.values()), default=WINDOW_MINUTES)
+    first = min(first, WINDOW_MINUTES - MIN_SPAN_MINUTES)
+    span = WINDOW_MINUTES - first
+    top = max((max(slots.values()) for slots in counts.values()), default=0)
+    step = CHART_WIDTH / (span - 1)
     series = []
-    for outcome, colour in OUTCOME_COLOURS.items():
-        if outcome not in counts:
+    for name, colour in [*OUTCOME_COLOURS.items(), (PURCHASES, PURCHASES_COLOUR)]:
+        if name not in counts:
             continue
-        points = " ".join(
-            f"{slot * step:.1f},{CHART_HEIGHT - n * CHART_HEIGHT / top:.1f}"
-            for slot, n in enumerate(counts[outcome])
+        heights = (
+            counts[name].get(slot, 0) * CHART_HEIGHT / top for slot in range(first, WINDOW_MINUTES)
         )
-        series.append(Series(outcome, colour, sum(counts[outcome]), points))
-    return series, top
+        points = " ".join(f"{x * step:.1f},{CHART_HEIGHT - h:.1f}" for x, h in enumerate(heights))
+        series.append(Series(name, colour, sum(counts[name].values()), points))
+    return Chart(series, top, span - 1)
 
 
 def dashboard(*, now: datetime) -> dict[str, object]:
@@ -54,14 +74,13 @@ def dashboard(*, now: datetime) -> dict[str, object]:
         {**figures, "sell_through": 100 * figures["sold"] / (figures["item_count"] or 1)}
         for figures in sales_selling(now=now)
     ]
-    series, top = outcome_chart(now=now)
+    chart = outcome_chart(now=now)
     tickets = ticket_figures(since=now - timedelta(minutes=WINDOW_MINUTES))
     settled = tickets["parsed"] + tickets["rejected"] + tickets["duplicate"]
     return {
         "now": now,
         "sales": sales,
-        "series": series,
-        "chart_top": top,
+        "chart": chart,
         "chart_width": CHART_WIDTH,
         "chart_height": CHART_HEIGHT,
         "tickets": tickets,

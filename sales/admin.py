@@ -20,6 +20,20 @@ from sales.selectors import (
 )
 
 STATUS_COLOURS = {"available": "#2e7d32", "reserved": "#ef6c00", "sold": "#757575"}
+# What operators read for the names the report and `manage.py sale_report` use.
+FIGURE_LABELS = {
+    "sold": "sold",
+    "reserved": "reserved now",
+    "available": "available",
+    "buyers": "buyers",
+    "max_items_per_buyer": "most items bought by one buyer",
+}
+INVARIANT_LABELS = {
+    "no_oversell": "no item sold twice, none beyond the sale's items",
+    "user_limit_respected": "no buyer bought more than the limit",
+    "every_sold_item_has_one_purchase": "each sold item bought once, with its buyer's hold",
+    "buyer_counts_match_purchases": "each buyer's count equals their purchases",
+}
 
 
 def _changelist(model: str, sale: Sale, label: str, **filters: str) -> SafeString:
@@ -31,10 +45,26 @@ def _changelist(model: str, sale: Sale, label: str, **filters: str) -> SafeStrin
 
 @admin.register(Sale)
 class SaleAdmin(ReadOnlyAdmin):
-    list_display = ("id", "starts_at", "hour", "item_count", "user_limit", "ttl_seconds", "figures")
+    list_display = ("id", "starts_at", "opened", "items", "limit", "hold", "figures")
     date_hierarchy = "starts_at"
-    fields = ("starts_at", "hour", "item_count", "user_limit", "ttl_seconds", "report", "links")
-    readonly_fields = ("report", "links")
+    fields = ("starts_at", "opened", "items", "limit", "hold", "report", "links")
+    readonly_fields = fields
+
+    @admin.display(description="opened", ordering="hour")
+    def opened(self, sale: Sale) -> str:
+        return "by beat, for its hour" if sale.hour else "by hand"
+
+    @admin.display(description="items", ordering="item_count")
+    def items(self, sale: Sale) -> int:
+        return sale.item_count
+
+    @admin.display(description="limit per buyer", ordering="user_limit")
+    def limit(self, sale: Sale) -> int:
+        return sale.user_limit
+
+    @admin.display(description="a reservation lasts", ordering="ttl_seconds")
+    def hold(self, sale: Sale) -> str:
+        return f"{sale.ttl_seconds} s"
 
     @admin.display(description="sold / reserved / available")
     def figures(self, sale: Sale) -> str:
@@ -48,16 +78,16 @@ class SaleAdmin(ReadOnlyAdmin):
         figures = format_html_join(
             "",
             "<tr><th>{}</th><td>{}</td></tr>",
-            (
-                (name, report[name])
-                for name in ("sold", "reserved", "available", "buyers", "max_items_per_buyer")
-            ),
+            ((label, report[name]) for name, label in FIGURE_LABELS.items()),
         )
         checks = format_html_join(
             "",
             "<tr><th>{}</th><td>{}</td></tr>",
             (
-                (name, badge("holds", "#2e7d32") if report[name] else badge("BROKEN", "#c62828"))
+                (
+                    INVARIANT_LABELS[name],
+                    badge("holds", "#2e7d32") if report[name] else badge("BROKEN", "#c62828"),
+                )
                 for name in INVARIANTS
             ),
         )
@@ -81,6 +111,15 @@ class SaleAdmin(ReadOnlyAdmin):
         )
 
 
+@admin.display(description="sale", ordering="sale")
+def sale_column(record: Item | CheckoutAttempt | Purchase) -> SafeString | str:
+    """A record's sale as a short link: the sale's full name crowds the other columns out."""
+    if record.sale_id is None:
+        return "-"
+    url = reverse("admin:sales_sale_change", args=[record.sale_id])
+    return format_html('<a href="{}">#{}</a>', url, record.sale_id)
+
+
 class ItemStatusFilter(admin.SimpleListFilter):
     title = "status"
     parameter_name = "status"
@@ -96,10 +135,9 @@ class ItemStatusFilter(admin.SimpleListFilter):
 
 @admin.register(Item)
 class ItemAdmin(ReadOnlyAdmin):
-    list_display = ("id", "name", "sale", "item_status", "held_by", "held_until")
+    list_display = ("id", "name", sale_column, "item_status", "held_by", "held_until")
     list_filter = (ItemStatusFilter, "sale")
     search_fields = ("name", "=id")
-    list_select_related = ("sale",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Item]:
         items = super().get_queryset(request)
@@ -118,10 +156,33 @@ class ItemAdmin(ReadOnlyAdmin):
         return item.held_until if item.status == "reserved" else None
 
 
+class DecidedInFilter(admin.SimpleListFilter):
+    title = "decided in"
+    parameter_name = "decided_in"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("redis", "Redis"), ("database", "the database")]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[CheckoutAttempt]
+    ) -> QuerySet[CheckoutAttempt]:
+        if self.value() in ("redis", "database"):
+            return queryset.filter(via_redis=self.value() == "redis")
+        return queryset
+
+
 @admin.register(CheckoutAttempt)
 class CheckoutAttemptAdmin(ReadOnlyAdmin):
-    list_display = ("id", "created_at", "user_id", "requested_id", "outcome_badge", "path", "sale")
-    list_filter = ("outcome", "via_redis", "sale")
+    list_display = (
+        "id",
+        "created_at",
+        "user_id",
+        "requested_id",
+        "outcome_badge",
+        "path",
+        sale_column,
+    )
+    list_filter = ("outcome", DecidedInFilter, "sale")
     search_fields = ("=user_id", "=code", "=requested_id")
     show_full_result_count = False
 
@@ -138,7 +199,7 @@ class CheckoutAttemptAdmin(ReadOnlyAdmin):
 
 @admin.register(Purchase)
 class PurchaseAdmin(ReadOnlyAdmin):
-    list_display = ("id", "purchased_at", "user_id", "item", "sale")
+    list_display = ("id", "purchased_at", "user_id", "item", sale_column)
     list_filter = ("sale",)
     search_fields = ("=user_id", "=item__id")
-    list_select_related = ("item", "sale")
+    list_select_related = ("item",)

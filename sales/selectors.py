@@ -214,6 +214,18 @@ def checkouts_per_minute(*, since: datetime) -> list[tuple[datetime, str, int]]:
     return [(row["minute"], row["outcome"], row["n"]) for row in rows]
 
 
+def purchases_per_minute(*, since: datetime) -> list[tuple[datetime, int]]:
+    """(minute, purchases) for the purchases made since `since`, oldest minute first."""
+    rows = (
+        Purchase.objects.filter(purchased_at__gte=since)
+        .annotate(minute=TruncMinute("purchased_at"))
+        .values("minute")
+        .annotate(n=Count("*"))
+        .order_by("minute")
+    )
+    return [(row["minute"], row["n"]) for row in rows]
+
+
 def item_holds() -> dict[str, Subquery]:
     """Annotations naming the holder of an item's live hold and when it ends (None if none)."""
     hold = CheckoutAttempt.objects.filter(

@@ -27,19 +27,6 @@ def _example(name: str, value: dict) -> list[OpenApiExample]:
     return [OpenApiExample(name, value=value)]
 
 
-def _body_example(name: str, value: dict) -> list[OpenApiExample]:
-    """The same fields, as a JSON body and as a form."""
-    return [
-        OpenApiExample(name, value=value, request_only=True),
-        OpenApiExample(
-            f"{name} (form)",
-            value=value,
-            request_only=True,
-            media_type="application/x-www-form-urlencoded",
-        ),
-    ]
-
-
 _ITEM = {
     "id": 1,
     "name": "Brass Lantern 00001",
@@ -47,9 +34,6 @@ _ITEM = {
 }
 
 
-@extend_schema_serializer(
-    examples=_body_example("a buyer and an item", {"user_id": "alice", "id": 1})
-)
 class CheckoutInput(serializers.Serializer):
     user_id = serializers.RegexField(
         USER_ID_PATTERN,
@@ -58,7 +42,6 @@ class CheckoutInput(serializers.Serializer):
     id = AsciiIntegerField(min_value=1, max_value=MAX_ID, help_text="Item id (alias item_id)")
 
 
-@extend_schema_serializer(examples=_body_example("a code", {"code": "Vb0qX3mX3cXQk5c2Gk8Xyw"}))
 class PurchaseInput(serializers.Serializer):
     code = serializers.RegexField(CODE_PATTERN, error_messages={"invalid": "Not a checkout code."})
 

@@ -16,12 +16,12 @@ from core.inputs import request_fields, request_fields_as_sent
 from core.middleware import body_within_limit
 from core.ratelimit import RateLimit, request_value
 from core.schema import (
-    INVALID_REQUEST,
     MALFORMED_JSON,
     METHOD_NOT_ALLOWED,
     NO_PAGE,
     RATE_LIMITED,
     TOO_LARGE,
+    invalid,
     refusal,
 )
 from sales import selectors, services
@@ -86,33 +86,36 @@ class CheckoutView(APIView):
     @extend_schema(
         summary="Reserve an item",
         description="Reserves the item for this buyer for the sale's `ttl_seconds` and answers "
-        "with the code to buy it with. Send `user_id` and `id` (alias `item_id`) as query "
-        "parameters, or in a JSON or form body; a body's fields win. Every attempt is "
-        "recorded, refusals included.",
+        "with the code to buy it with. Every attempt is recorded, refusals included. The same "
+        "fields are also taken from a JSON or form body.",
         parameters=[
             OpenApiParameter(
                 "user_id",
                 {"type": "string", "pattern": USER_ID_PATTERN},
-                description="The buyer: 1 to 64 letters, digits or `_ - . : @`.",
+                required=True,
+                description="The buyer, any name of yours: 1 to 64 letters, digits or `_ - . : @`.",
                 examples=[OpenApiExample("a buyer", value="alice")],
             ),
             OpenApiParameter(
                 "id",
                 {"type": "integer", "minimum": 1, "maximum": MAX_ID},
-                description="The item to reserve (`item_id` is accepted as an alias).",
-                examples=[OpenApiExample("an item", value=1)],
+                required=True,
+                description="The item to reserve (`item_id` is accepted as an alias). Pick an "
+                "available one: `GET /sales/current` gives the sale's id, then "
+                "`GET /sales/{sale_id}/items?status=available` its free items.",
             ),
         ],
-        request={
-            "application/json": CheckoutInput,
-            "application/x-www-form-urlencoded": CheckoutInput,
-        },
+        request=None,
         responses={
             201: OpenApiResponse(CheckoutOutput, description="Reserved now: a new code."),
             200: OpenApiResponse(
                 CheckoutOutput, description="The buyer already holds this item: the same code."
             ),
-            400: refusal("The fields are missing or malformed.", INVALID_REQUEST, MALFORMED_JSON),
+            400: refusal(
+                "The fields are missing or malformed.",
+                invalid("id: A valid integer is required."),
+                MALFORMED_JSON,
+            ),
             404: refusal("No item has this id.", ItemNotFound),
             405: refusal("Checkout is POST only.", METHOD_NOT_ALLOWED),
             409: refusal(
@@ -169,23 +172,24 @@ class PurchaseView(APIView):
 
     @extend_schema(
         summary="Buy a reserved item",
-        description="Turns a live reservation into a sale. Send `code` as a query parameter, "
-        "or in a JSON or form body. Repeating a purchase that succeeded answers the same body.",
+        description="Turns a live reservation into a sale. Repeating a purchase that succeeded "
+        "answers the same body. The code is also taken from a JSON or form body.",
         parameters=[
             OpenApiParameter(
                 "code",
                 {"type": "string", "pattern": CODE_PATTERN},
-                description="The code a checkout answered.",
-                examples=[OpenApiExample("a code", value="Vb0qX3mX3cXQk5c2Gk8Xyw")],
+                required=True,
+                description="The `code` a checkout answered.",
             )
         ],
-        request={
-            "application/json": PurchaseInput,
-            "application/x-www-form-urlencoded": PurchaseInput,
-        },
+        request=None,
         responses={
             200: OpenApiResponse(PurchaseOutput, description="Bought (or bought already)."),
-            400: refusal("The code is missing or malformed.", INVALID_REQUEST, MALFORMED_JSON),
+            400: refusal(
+                "The code is missing or malformed.",
+                invalid("code: This field is required."),
+                MALFORMED_JSON,
+            ),
             404: refusal("No reservation has this code.", CodeNotFound),
             405: refusal("Purchase is POST only.", METHOD_NOT_ALLOWED),
             409: refusal(
@@ -246,7 +250,10 @@ class SaleItemsView(ListAPIView):
         parameters=[SaleItemsQuery],
         responses={
             200: SaleItemOutput(many=True),
-            400: refusal("A filter or the page size is malformed.", INVALID_REQUEST),
+            400: refusal(
+                "A filter or the page size is malformed.",
+                invalid('status: "sent" is not a valid choice.'),
+            ),
             404: refusal("No sale has this id, or no such page.", SaleNotFound, NO_PAGE),
         },
     )

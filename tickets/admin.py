@@ -1,3 +1,4 @@
+import re
 from typing import Any
 from uuid import UUID
 
@@ -6,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
@@ -22,6 +23,8 @@ STATUS_COLOURS: dict[str, str] = {
     Ticket.Status.DUPLICATE: "#757575",
 }
 REPROCESSABLE = (Ticket.Status.RECEIVED, Ticket.Status.REJECTED)
+# The end of an id as the list shows it (`…27eaf1e5`), or any other end of it.
+SHORT_ID = re.compile(r"[….]*([0-9a-f-]{4,35})", re.IGNORECASE)
 
 
 @admin.register(Ticket)
@@ -36,9 +39,23 @@ class TicketAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status"]
     search_fields = ["=id", "=order_number", "=sha256"]
+    search_help_text = "A ticket's id or its last characters, an order number, a SHA-256."
     date_hierarchy = "received_at"
-    exclude = ["raw"]
-    readonly_fields = ["status_badge", "order_link", "raw_body"]
+    fields = (
+        "id",
+        "status_badge",
+        "received_at",
+        "parsed_at",
+        "order_link",
+        "duplicate_of",
+        "rejection",
+        "anomalies",
+        "unknown_headers",
+        "idempotency_key",
+        "sha256_hex",
+        "raw_lines",
+    )
+    readonly_fields = fields
     actions = ["reprocess"]
     show_full_result_count = False
     change_form_template = "admin/tickets/ticket/change_form.html"
@@ -46,6 +63,16 @@ class TicketAdmin(ReadOnlyAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Ticket]:
         # A body can be a megabyte: only the one ticket on its own page loads it.
         return super().get_queryset(request).defer("raw").select_related("order")
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Ticket], search_term: str
+    ) -> tuple[QuerySet[Ticket], bool]:
+        results, may_duplicate = super().get_search_results(request, queryset, search_term)
+        if short := SHORT_ID.fullmatch(search_term.strip()):
+            # Not indexed: a scan of the tickets, which an operator's search can afford.
+            end = short.group(1).replace("-", "").lower()
+            results = results | queryset.filter(id__endswith=end)
+        return results, may_duplicate
 
     def get_urls(self) -> list[URLPattern]:
         reprocess = path(
@@ -73,7 +100,8 @@ class TicketAdmin(ReadOnlyAdmin):
         ticket = get_object_or_404(Ticket.objects.defer("raw"), id=ticket_id)
         try:
             status = services.ticket_reprocess(ticket_id=ticket.id).status
-            self.message_user(request, f"Parsed again: {status}.", messages.INFO)
+            level = messages.WARNING if status == Ticket.Status.REJECTED else messages.SUCCESS
+            self.message_user(request, f"Parsed again: {status}.", level)
         except TicketNotReprocessable as exc:
             self.message_user(request, exc.message, messages.WARNING)
         return HttpResponseRedirect(reverse("admin:tickets_ticket_change", args=[ticket.id]))
@@ -93,7 +121,7 @@ class TicketAdmin(ReadOnlyAdmin):
     def order_link(self, ticket: Ticket) -> SafeString | str:
         order = getattr(ticket, "order", None)
         if order is None:
-            return ticket.order_number
+            return ticket.order_number or "-"
         url = reverse("admin:tickets_order_change", args=[order.pk])
         return format_html('<a href="{}">{}</a>', url, order.number)
 
@@ -101,11 +129,36 @@ class TicketAdmin(ReadOnlyAdmin):
     def reason(self, ticket: Ticket) -> str:
         return ticket.rejection_reason[:80]
 
-    @admin.display(description="raw body")
-    def raw_body(self, ticket: Ticket) -> str:
+    @admin.display(description="SHA-256")
+    def sha256_hex(self, ticket: Ticket) -> str:
+        return ticket.sha256
+
+    @admin.display(description="rejected at")
+    def rejection(self, ticket: Ticket) -> SafeString | str:
+        if ticket.rejection_line is None:
+            return ticket.rejection_reason or "-"
         return format_html(
-            "<pre>{}</pre>", bytes(ticket.raw).decode("utf-8", errors="backslashreplace")
+            '<a href="#line-{}">line {}</a>: {}',
+            ticket.rejection_line,
+            ticket.rejection_line,
+            ticket.rejection_reason,
         )
+
+    @admin.display(description="raw body")
+    def raw_lines(self, ticket: Ticket) -> SafeString:
+        """The body line by line, numbered as the parser numbers them (1-based, split on LF,
+        a CR before it dropped), the rejected line marked."""
+        text = bytes(ticket.raw).decode("utf-8", errors="backslashreplace")
+        lines = [line.removesuffix("\r") for line in text.split("\n")]
+        rows = format_html_join(
+            "",
+            '<tr id="line-{}" class="{}"><th>{}</th><td>{}</td></tr>',
+            (
+                (n, "rejected" if n == ticket.rejection_line else "", n, line)
+                for n, line in enumerate(lines, start=1)
+            ),
+        )
+        return format_html('<table class="raw-lines">{}</table>', rows)
 
     @admin.action(description="Parse the selected tickets again (received or rejected ones)")
     def reprocess(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> None:
@@ -117,7 +170,8 @@ class TicketAdmin(ReadOnlyAdmin):
                 status = "skipped (already counted)"
             outcomes[status] = outcomes.get(status, 0) + 1
         summary = ", ".join(f"{count} {status}" for status, count in sorted(outcomes.items()))
-        self.message_user(request, f"Reprocessed: {summary}.", messages.INFO)
+        level = messages.WARNING if Ticket.Status.REJECTED in outcomes else messages.SUCCESS
+        self.message_user(request, f"Reprocessed: {summary}.", level)
 
 
 class ProductPriceInline(admin.TabularInline):

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.schema import INVALID_REQUEST, NO_PAGE, NOT_STAFF, refusal
+from core.schema import NO_PAGE, NOT_STAFF, invalid, refusal
 from tickets import selectors, services, tasks
 from tickets.exceptions import (
     BadSignature,
@@ -192,10 +192,14 @@ class TicketListView(ListAPIView):
 
     @extend_schema(
         operation_id="ticket_list",
+        summary="Tickets, newest first",
         parameters=[TicketFilterSerializer],
         responses={
             200: TicketSummarySerializer(many=True),
-            400: refusal("Unknown status, or a malformed filter.", INVALID_REQUEST),
+            400: refusal(
+                "Unknown status, or a malformed filter.",
+                invalid('status: "sent" is not a valid choice.'),
+            ),
             404: refusal("No such page.", NO_PAGE),
         },
     )
@@ -211,6 +215,7 @@ class TicketListView(ListAPIView):
 class TicketDetailView(APIView):
     @extend_schema(
         operation_id="ticket_get",
+        summary="A ticket and its parse result",
         responses={200: TicketSerializer, 404: refusal("No ticket has this id.", TicketNotFound)},
     )
     def get(self, request: Request, ticket_id) -> Response:
@@ -223,6 +228,7 @@ class TicketReprocessView(APIView):
 
     @extend_schema(
         operation_id="ticket_reprocess",
+        summary="Parse a ticket again (staff)",
         request=None,
         responses={
             200: TicketSerializer,
@@ -244,10 +250,14 @@ class ProductListView(ListAPIView):
 
     @extend_schema(
         operation_id="product_list",
+        summary="The product catalogue",
         parameters=[ProductFilterSerializer],
         responses={
             200: ProductSerializer(many=True),
-            400: refusal("A filter or the page size is malformed.", INVALID_REQUEST),
+            400: refusal(
+                "A filter or the page size is malformed.",
+                invalid("page_size: A whole number from 1 to 1000."),
+            ),
             404: refusal("No such page.", NO_PAGE),
         },
     )
@@ -263,6 +273,7 @@ class ProductListView(ListAPIView):
 class ProductDetailView(APIView):
     @extend_schema(
         operation_id="product_get",
+        summary="A product and its price history",
         responses={
             200: ProductDetailSerializer,
             404: refusal("No product has this id.", ProductNotFound),

@@ -1,9 +1,9 @@
 """The service tried as people use it, in a real browser (headless Chromium): a newcomer on the
 landing page, an operator signing in to the dashboard and a sale's page, an API user trying
-checkout in Swagger UI. Any error in the browser's console fails the test."""
+checkout and purchase in Swagger UI. Any error in the browser's console fails the test."""
 
+import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -110,6 +110,22 @@ def expected_figures(sale: Sale) -> dict[str, int]:
     return {name: int(report[name]) for name in ("sold", "reserved", "available")}  # type: ignore[call-overload]
 
 
+def try_it_out(page, operation_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    """Swagger UI's "Try it out" on one operation with these fields typed in: the status and
+    the body it shows."""
+    operation = page.locator(f"#operations-sales-{operation_id}")
+    operation.locator(".opblock-summary").click()
+    operation.get_by_role("button", name="Try it out").click()
+    for name, value in fields.items():
+        operation.locator(f'tr[data-param-name="{name}"] input').fill(value)
+    operation.get_by_role("button", name="Execute").click()
+    answer = operation.locator(".live-responses-table tbody tr.response").first
+    answer.wait_for()
+    status = answer.locator(".response-col_status").inner_text()
+    body = answer.locator(".response-col_description pre").first.inner_text()
+    return {"status": int(status.strip()), "body": json.loads(body)}
+
+
 def test_landing_dashboard_sale_page_and_swagger(
     page, console_errors, live_server, sale, django_user_model
 ):
@@ -154,17 +170,16 @@ def test_landing_dashboard_sale_page_and_swagger(
     page.get_by_role("link", name="reserved items").click()
     assert "bob" in page.inner_text("#result_list") or "cid" in page.inner_text("#result_list")
 
-    # An API user tries checkout in Swagger UI with the documented example, as sent.
+    # An API user tries checkout then purchase in Swagger UI, with values of their own rather
+    # than the examples: the answers are about what they typed.
     page.goto(live_server.url + "/api/docs/")
-    operation = page.locator("#operations-sales-checkout_create")
-    operation.locator(".opblock-summary").click()
-    operation.get_by_role("button", name="Try it out").click()
-    operation.get_by_role("button", name="Execute").click()
-    status = operation.locator(".live-responses-table tbody .response-col_status").first
-    status.wait_for()
-    assert re.match(r"\s*201", status.inner_text()), operation.locator(
-        ".live-responses-table"
-    ).inner_text()
+    item = sale.items.order_by("-id").first()
+    reserved = try_it_out(page, "checkout_create", {"user_id": "zoe", "id": str(item.pk)})
+    assert reserved["status"] == 201, reserved
+    assert reserved["body"]["item"]["id"] == item.pk
+    bought = try_it_out(page, "purchase_create", {"code": reserved["body"]["code"]})
+    assert bought["status"] == 200, bought
+    assert (bought["body"]["user_id"], bought["body"]["item"]["id"]) == ("zoe", item.pk)
 
     assert console_errors == []
-    assert settings.EMBEDDED or sale_report(sale=sale)["reserved"] == 3
+    assert settings.EMBEDDED or sale_report(sale=sale)["sold"] == 2

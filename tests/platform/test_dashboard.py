@@ -8,8 +8,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from operations.dashboard import CHART_WIDTH, MIN_SPAN_MINUTES, PURCHASES, outcome_chart
 from sales.exceptions import ItemReserved
-from sales.models import Sale
+from sales.models import CheckoutAttempt, Sale
 from sales.selectors import sale_report
 from sales.services import checkout_create, purchase_complete, sale_open
 from testkit.tickets import SAMPLE
@@ -69,12 +70,34 @@ def test_the_admin_index_shows_the_sale_outcomes_and_tickets_live(operator, open
         report = sale_report(sale=sale)
         for name in ("sold", "reserved", "available"):
             assert figure(page, sale.pk, name) == report[name]
-        assert 'data-outcome="held"' in page
-        assert 'data-outcome="item_reserved"' in page
+        assert 'data-series="held"' in page
+        assert 'data-series="item_reserved"' in page
+        assert 'data-series="purchased"' in page
         assert 'data-figure="backlog">1<' in page
         assert 'data-figure="spool">0<' in page
         assert "100.0 % (1 of 1)" in page  # rejected, of the tickets parsed this hour
     assert "operator/dashboard.js" in operator.get("/admin/").content.decode()
+
+
+@pytest.mark.smoke
+def test_the_chart_spans_the_activity_with_purchases_beside_checkouts(open_sale):
+    sale = open_sale(items=3)
+    first, second, _ = sale.items.all()
+    purchase_complete(code=checkout_create(user_id="ann", item_id=first.pk).attempt.code)
+    now = timezone.now()
+    chart = outcome_chart(now=now)
+    assert chart.minutes == MIN_SPAN_MINUTES - 1  # a minute of activity: the shortest span
+    lines = {series.name: series for series in chart.series}
+    assert (lines["held"].total, lines[PURCHASES].total) == (1, 1)
+    last_x, last_y = lines[PURCHASES].points.split()[-1].split(",")
+    assert (float(last_x), float(last_y)) == (CHART_WIDTH, 0)  # now, at the top
+
+    attempt = checkout_create(user_id="bob", item_id=second.pk).attempt
+    CheckoutAttempt.objects.filter(pk=attempt.pk).update(created_at=now - timedelta(minutes=20))
+    chart = outcome_chart(now=now)
+    assert chart.minutes == 20
+    held = next(series for series in chart.series if series.name == "held")
+    assert held.points.split()[0] == "0.0,0.0"  # 20 minutes ago, on the left edge
 
 
 @pytest.mark.smoke
@@ -113,7 +136,7 @@ def test_a_rejected_ticket_has_a_button_that_parses_it_again(operator):
     assert f"/admin/tickets/ticket/{ticket_id}/reprocess/" in page
     Ticket.objects.filter(id=ticket_id).update(raw=REJECTED.replace(b"one", b"1"))
     response = operator.post(f"/admin/tickets/ticket/{ticket_id}/reprocess/", follow=True)
-    assert "Parsed again: parsed." in response.content.decode()
+    assert '<li class="success">Parsed again: parsed.</li>' in response.content.decode()
     page = response.content.decode()
     assert "/reprocess/" not in page  # parsed: counted already, nothing to redo
     order_link = f"/admin/tickets/order/{ticket_id}/change/"

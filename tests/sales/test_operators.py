@@ -1,6 +1,7 @@
 """What operators see: the admin pages and the Prometheus metrics."""
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -36,6 +37,25 @@ def test_admin_lists_sales_items_attempts_and_purchases(admin_client, open_sale)
         assert expected in response.content.decode(), url
     available = admin_client.get("/admin/sales/item/?status=available").content.decode()
     assert item.name not in available
+
+
+@pytest.mark.smoke
+def test_the_sale_page_and_the_attempts_list_speak_plainly(admin_client, open_sale):
+    sale = open_sale(items=3)
+    checkout_create(user_id="ann", item_id=sale.items.first().pk)
+    page = admin_client.get(f"/admin/sales/sale/{sale.pk}/change/").content.decode()
+    for raw in ("no_oversell", "user_limit_respected", "max_items_per_buyer", "Ttl", "Item count"):
+        assert raw not in page, raw
+    assert "no item sold twice" in page
+    assert "A reservation lasts" in page
+    attempts = admin_client.get("/admin/sales/checkoutattempt/").content.decode()
+    assert "via redis" not in attempts.lower()
+    assert "By decided in" in attempts
+    assert f'<a href="/admin/sales/sale/{sale.pk}/change/">#{sale.pk}</a>' in attempts
+    decided = "redis" if settings.REDIS_URL else "database"
+    for value, shown in ((decided, True), ({"redis": "database"}.get(decided, "redis"), False)):
+        listing = admin_client.get(f"/admin/sales/checkoutattempt/?decided_in={value}")
+        assert ("ann" in listing.content.decode()) is shown, value
 
 
 @pytest.mark.smoke

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.test import Client
 
@@ -32,6 +34,44 @@ def test_ticket_pages_filter_by_status_and_show_the_raw_body(operator):
     page = operator.get(f"/admin/tickets/ticket/{ticket.id}/change/")
     assert page.status_code == 200
     assert "Formule(s) midi,aZde,14.90" in page.content.decode()
+
+
+@pytest.mark.smoke
+def test_a_ticket_is_found_by_the_end_of_its_id_as_the_list_shows_it(operator):
+    wanted, other = (services.ticket_ingest(body=SAMPLE + bytes([n])).id for n in (1, 2))
+    shown = operator.get("/admin/tickets/ticket/").content.decode()
+    assert f"…{wanted.hex[-8:]}<" in shown
+    for term in (wanted.hex[-8:], f"…{wanted.hex[-8:]}", wanted.hex[-8:].upper(), str(wanted)):
+        found = operator.get("/admin/tickets/ticket/", {"q": term}).content.decode()
+        assert str(wanted) in found, term
+        assert str(other) not in found, term
+
+
+@pytest.mark.smoke
+def test_a_rejected_ticket_shows_its_lines_numbered_the_rejected_one_marked(operator):
+    ticket_id = services.ticket_ingest(body=REJECTED.replace(b"\n", b"\r\n")).id
+    services.tickets_parse()
+    page = operator.get(f"/admin/tickets/ticket/{ticket_id}/change/").content.decode()
+    assert '<a href="#line-6">line 6</a>' in page
+    rows = re.findall(r'<tr id="line-(\d+)" class="(rejected)?"><th>\d+</th><td>([^<]*)</td>', page)
+    assert [(n, text) for n, _, text in rows][4:6] == [
+        ("5", "product,product_id,price"),
+        ("6", "x,X,one"),
+    ]
+    assert [n for n, marked, _ in rows if marked] == ["6"]
+    assert page.count("rejected</span>") == 1  # the status badge, and the status nowhere else
+    assert "(rejected)" not in page
+
+
+@pytest.mark.smoke
+def test_a_ticket_parsed_again_and_still_rejected_is_a_warning(operator):
+    ticket_id = services.ticket_ingest(body=REJECTED).id
+    services.tickets_parse()
+    page = operator.post(f"/admin/tickets/ticket/{ticket_id}/reprocess/", follow=True)
+    assert '<li class="warning">Parsed again: rejected.</li>' in page.content.decode()
+    selected = {"action": "reprocess", "_selected_action": [str(ticket_id)]}
+    page = operator.post("/admin/tickets/ticket/", selected, follow=True)
+    assert '<li class="warning">Reprocessed: 1 rejected.</li>' in page.content.decode()
 
 
 @pytest.mark.smoke
