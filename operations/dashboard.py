@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from operations.health import broker_status, database_status, redis_status
+from sales import stock
 from sales.models import OUTCOME_COLOURS
 from sales.selectors import checkouts_per_minute, purchases_per_minute, sales_selling
 from tickets import spool
@@ -71,7 +72,11 @@ def outcome_chart(*, now: datetime) -> Chart:
 
 def dashboard(*, now: datetime) -> dict[str, object]:
     sales = [
-        {**figures, "sell_through": 100 * figures["sold"] / (figures["item_count"] or 1)}
+        {
+            **figures,
+            "sell_through": 100 * figures["sold"] / (figures["item_count"] or 1),
+            "redis_agreed": stock.last_agreed(sale_id=figures["id"]),
+        }
         for figures in sales_selling(now=now)
     ]
     chart = outcome_chart(now=now)

@@ -11,8 +11,8 @@ concurrent statements never both claim an item. A process killed before the comm
 nobody anything; killed after it, it leaves a committed row that nobody was told of.
 
 Inside a transaction (the PostgreSQL path, which decides under the item's lock and claims the
-item itself) the row is written in that transaction. Elsewhere than PostgreSQL (the embedded
-SQLite default, which has no Redis path) attempts are plain INSERTs.
+item first) the statement runs in that transaction and confirms the claim. Elsewhere than
+PostgreSQL (the embedded SQLite default, which has no Redis path) attempts are plain INSERTs.
 """
 
 from collections.abc import Sequence
@@ -102,9 +102,8 @@ class _Written:
 
 def _write(db: BaseDatabaseWrapper, rows: Sequence[tuple[Any, ...]]) -> list[_Written]:
     """One statement for the rows, answered in their order."""
-    if db.vendor != "postgresql" or db.in_atomic_block:
-        # The caller decided under the item's lock and claimed it (or there is no Redis path):
-        # the row goes in as decided.
+    if db.vendor != "postgresql":
+        # No Redis path here: the PostgreSQL path decided under the item's lock and claimed it.
         returned = insert_rows(db, CheckoutAttempt, _COLUMNS, rows, suffix="RETURNING id")
         ids = sorted(pk for (pk,) in returned)  # drawn in the order of the rows
         return [_Written(pk, row[4], row[5], row[6]) for pk, row in zip(ids, rows, strict=True)]
