@@ -8,6 +8,7 @@ the code paths are the same, only the backends differ. A bad value stops start-u
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -154,6 +155,7 @@ INSTALLED_APPS = [
     "operations",
     "sales",
     "tickets",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -168,6 +170,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a login refused for a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -332,6 +336,28 @@ SPECTACULAR_SETTINGS = {
         "TicketStatusEnum": "tickets.models.Ticket.Status",
     },
 }
+
+# The admin: where it is served, and the lockout that keeps its password from being guessed.
+# After ADMIN_LOCKOUT_FAILURES failed logins for one username, or from one client address (the
+# address the rate limits use), every login of that username or from that address is refused
+# with 429 for ADMIN_LOCKOUT_SECONDS; each refused try starts the wait again. The failures are
+# rows in the database, so the lockout holds across processes and hosts.
+ADMIN_PATH = env.str("ADMIN_PATH", "admin").strip("/") + "/"
+if not re.fullmatch(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*/", ADMIN_PATH):
+    raise ImproperlyConfigured(f"ADMIN_PATH={ADMIN_PATH!r} is not a path like admin or ops/admin")
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before checking it
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _positive("ADMIN_LOCKOUT_FAILURES", 5)
+AXES_COOLOFF_TIME = timedelta(seconds=_positive("ADMIN_LOCKOUT_SECONDS", 15 * 60))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_CLIENT_IP_CALLABLE = "operations.lockout.client_address"
+AXES_LOCKOUT_CALLABLE = "operations.lockout.lockout_response"
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True  # a try while locked out waits again
+AXES_RESET_ON_SUCCESS = False  # a login of one's own must not wipe the failures of an address
+AXES_VERBOSE = False  # no banner at every start; refusals are logged by operations.lockout
 
 # Static files (admin and Swagger UI assets), served by WhiteNoise from the app packages.
 STATIC_URL = "static/"

@@ -218,11 +218,18 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:
     return shaped(403, "csrf_failed", f"CSRF verification failed: {reason}")
 
 
+def keep_page(response: HttpResponse) -> HttpResponse:
+    """An error page made for a person at a browser, which the one shape would hide (the admin
+    login's lockout page): ErrorShapeMiddleware lets it pass as it is."""
+    response.keep_page = True  # type: ignore[attr-defined]
+    return response
+
+
 class ErrorShapeMiddleware:
     """Outermost: what the views and handlers above leave outside the one shape is put in it
     here: answers that Django, WhiteNoise or a view build themselves (a 405 with no body, an
-    HTML page). It also refuses a NUL character in the path or the query: no endpoint takes
-    one, and PostgreSQL cannot store one."""
+    HTML page), but for a page marked by `keep_page`. It also refuses a NUL character in the
+    path or the query: no endpoint takes one, and PostgreSQL cannot store one."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -231,7 +238,11 @@ class ErrorShapeMiddleware:
         if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
             return shaped(400, "invalid_request", "The path or query holds a NUL character.")
         response = self.get_response(request)
-        if response.status_code < 400 or response.get("Content-Type") == "application/json":
+        if (
+            response.status_code < 400
+            or response.get("Content-Type") == "application/json"
+            or getattr(response, "keep_page", False)
+        ):
             return response
         status_code = response.status_code
         default = "internal_error" if status_code >= 500 else "invalid_request"

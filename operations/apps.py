@@ -7,6 +7,11 @@ class OperationsConfig(AppConfig):
 
     name = "operations"
 
+    def ready(self) -> None:
+        from operations import lockout  # connects the login failure counter
+
+        lockout.register_admin()
+
 
 class OperatorAdminConfig(admin_apps.AdminConfig):
     """Django's admin, with the site that opens on the operators' dashboard."""

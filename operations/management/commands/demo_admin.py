@@ -1,12 +1,18 @@
 from typing import Any
 
+from axes.models import AccessAttempt
+from axes.utils import reset
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+from django.urls import reverse
 
 
 class Command(BaseCommand):
-    help = "Create the demo operator account (embedded default only) and print its login."
+    help = (
+        "Create the demo operator account (embedded default only), lift any login lockout on "
+        "this machine's admin, and print its login."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.EMBEDDED:
@@ -18,7 +24,12 @@ class Command(BaseCommand):
         if created:
             user.set_password("admin")
             user.save()
+        # A newcomer who mistyped the password a few times is locked out (by username and by
+        # address); on the embedded default, `make run` again lets them in.
+        if AccessAttempt.objects.exists():
+            unlocked = reset()
+            self.stdout.write(f"Lifted the login lockout ({unlocked} failed-login records).")
         self.stdout.write(
-            self.style.SUCCESS("Demo admin: http://127.0.0.1:%s/admin/  login admin / admin")
-            % settings.APP_PORT
+            self.style.SUCCESS("Demo admin: http://127.0.0.1:%s%s  login admin / admin")
+            % (settings.APP_PORT, reverse("admin:index"))
         )
