@@ -2,11 +2,12 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+# The hot paths first: Django tries the patterns in order on every request.
 urlpatterns = [
-    path(settings.ADMIN_PATH, admin.site.urls),
-    path("", include("operations.urls")),
     path("", include("sales.urls")),
     path("", include("tickets.urls")),
+    path("", include("operations.urls")),
+    path(settings.ADMIN_PATH, admin.site.urls),
 ]
 
 handler400 = "core.errors.bad_request"

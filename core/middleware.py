@@ -1,11 +1,15 @@
-"""Middleware of the platform: request metrics and log lines, and the body size guard."""
+"""Middleware of the platform: request metrics and log lines, the body size guard, and messages
+made only when used."""
 
 import logging
 import time
 from collections.abc import Callable
 
 from django.conf import settings
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.messages.storage import default_storage
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.functional import SimpleLazyObject, empty
 from django_prometheus.middleware import Metrics
 
 from core.errors import PayloadTooLarge, error_body
@@ -93,3 +97,17 @@ class BodyLimitMiddleware:
         except PayloadTooLarge as refusal:
             return JsonResponse(error_body(refusal.code, refusal.message), status=413)
         return self.get_response(request)
+
+
+class LazyMessageMiddleware(MessageMiddleware):
+    """Django's message storage, made when something first uses it. Only the admin's pages
+    use messages; making the storage (a cookie and a session store) for every API request cost
+    about 7 % of a ticket acknowledgement's CPU in a profile."""
+
+    def process_request(self, request: HttpRequest) -> None:
+        request._messages = SimpleLazyObject(lambda: default_storage(request))  # type: ignore[attr-defined]
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if request._messages._wrapped is empty:  # type: ignore[attr-defined]
+            return response
+        return super().process_response(request, response)

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from urllib.parse import urlsplit
 
 from testkit.http import Client, run_threads
@@ -93,6 +94,14 @@ def rush(
             result.sent.append(Sent(kind, user, item_id, code, sent_at, answer))
         return answer
 
+    def ask(kind: str, user: str, item_id: int, code: str, send: Callable[[], Answer]) -> Answer:
+        """Send, and send again while the connection breaks (a killed server), as a buyer's
+        app retries: the same buyer asks for the same item, or pays with the same code."""
+        while True:
+            answer = count(kind, user, item_id, code, time.time(), send())
+            if not answer.label.endswith("connection_error") or time.monotonic() >= stop_at:
+                return answer
+
     def slot(i: int) -> None:
         if i == slots:
             assert during is not None
@@ -108,16 +117,14 @@ def rush(
                 if not candidates:
                     return
                 item_id = rng.choice(candidates)
-                sent_at = time.time()
-                held = count("checkout", user, item_id, "", sent_at, checkout(i, user, item_id))
+                held = ask("checkout", user, item_id, "", partial(checkout, i, user, item_id))
                 if held.refusal == "item_sold":
                     sold.add(item_id)
                 elif held.refusal == "user_limit_reached":
                     time.sleep(limit_pause)  # one of our abandoned holds will expire
                 if not held.ok or rng.random() < abandon:
                     continue
-                sent_at = time.time()
-                if count("purchase", user, item_id, held.code, sent_at, purchase(i, held.code)).ok:
+                if ask("purchase", user, item_id, held.code, partial(purchase, i, held.code)).ok:
                     bought += 1
                     sold.add(item_id)
 
