@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from django.apps import apps
+from drf_spectacular import openapi
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 
 from core.errors import DomainError, ErrorSerializer, PayloadTooLarge, error_body
@@ -35,33 +37,21 @@ def refusal(description: str, *errors: type[DomainError] | tuple[str, str]) -> O
     )
 
 
-# Paths by their first segment, to the tag they are listed under.
-TAGS = {
-    "checkout": "sales",
-    "purchase": "sales",
-    "sales": "sales",
-    "ticket": "tickets",
-    "tickets": "tickets",
-    "products": "tickets",
-    "health": "operations",
-    "ping": "operations",
-}
+class AutoSchema(openapi.AutoSchema):
+    """Operations are listed under the app that serves them, unless a view's `extend_schema`
+    names its tags itself."""
+
+    def get_tags(self) -> list[str]:
+        app = apps.get_containing_app_config(type(self.view).__module__)
+        return [app.label] if app else super().get_tags()
 
 
-def tag_and_require_bodies(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """Tag each operation by what it serves (sales, tickets, operations), drop the security
-    requirement of public ones, and mark each body required unless the same fields may come in
-    the query string instead (drf-spectacular leaves raw bodies, such as the ticket's text,
-    optional)."""
-    result["tags"] = [
-        {"name": "sales", "description": "The hourly flash sale: reserve, buy, follow a sale."},
-        {"name": "tickets", "description": "The till webhook, its tickets and the catalogue."},
-        {"name": "operations", "description": "Probes for load balancers and supervisors."},
-    ]
-    for path, operations in result.get("paths", {}).items():
-        tag = TAGS[path.strip("/").split("/")[0]]
+def require_bodies(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Drop the security requirement of public operations, and mark each body required unless
+    the same fields may come in the query string instead (drf-spectacular leaves raw bodies,
+    such as the ticket's text, optional)."""
+    for operations in result.get("paths", {}).values():
         for operation in operations.values():
-            operation["tags"] = [tag]
             if operation.get("security") == [{}]:  # anonymous only: no padlock to show
                 del operation["security"]
             in_query = any(p.get("in") == "query" for p in operation.get("parameters", []))
