@@ -285,7 +285,8 @@ RATE_LIMITS = {
     "code": _rate("RATE_LIMIT_PER_CODE", "10/10s"),
     "address": _rate("RATE_LIMIT_PER_ADDRESS", "1000/10s"),
 }
-# Bodies of API requests are a few fields; the webhook enforces TICKET_MAX_BYTES itself.
+# Bodies of API requests are a few fields; a view may name another limit (`body_limit`), as the
+# webhook does: TICKET_MAX_BYTES.
 API_MAX_BODY_BYTES = _positive("API_MAX_BODY_BYTES", 64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 

@@ -3,6 +3,7 @@
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -77,19 +78,23 @@ def body_within_limit(request: HttpRequest, limit: int | None) -> None:
 
 
 class BodyLimitMiddleware:
-    """Refuse a body larger than API_MAX_BODY_BYTES, or with an unreadable length, before
-    anything reads it. Two views enforce the size themselves: the ticket webhook (a larger one,
-    also while it reads) and checkout (which records the refusal as a checkout attempt)."""
-
-    exempt = ("/ticket", "/checkout")
+    """Refuse a body larger than its view takes, or with an unreadable length, before anything
+    reads it. A view names its limit in `body_limit`: the name of the setting that holds it
+    (API_MAX_BODY_BYTES when it names none), or None when the view enforces a limit itself,
+    as checkout does to record the refusal as an attempt."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        limit = None if request.path in self.exempt else settings.API_MAX_BODY_BYTES
+        return self.get_response(request)
+
+    def process_view(
+        self, request: HttpRequest, view: Callable[..., Any], *args: Any
+    ) -> HttpResponse | None:
+        setting = getattr(getattr(view, "view_class", view), "body_limit", "API_MAX_BODY_BYTES")
         try:
-            body_within_limit(request, limit)
+            body_within_limit(request, None if setting is None else getattr(settings, setting))
         except PayloadTooLarge as refusal:
             return JsonResponse(error_body(refusal.code, refusal.message), status=413)
-        return self.get_response(request)
+        return None
