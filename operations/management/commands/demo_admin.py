@@ -19,6 +19,5 @@ class Command(BaseCommand):
             user.set_password("admin")
             user.save()
         self.stdout.write(
-            self.style.SUCCESS("Demo admin: http://127.0.0.1:%s/admin/  login admin / admin")
-            % settings.APP_PORT
+            self.style.SUCCESS(f"Demo admin: {settings.APP_URL}/admin/  login admin / admin")
         )
