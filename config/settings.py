@@ -309,7 +309,7 @@ SPECTACULAR_SETTINGS = {
         "core.schema.require_bodies",
     ],
     "ENUM_NAME_OVERRIDES": {
-        "ItemStatusEnum": ["available", "reserved", "sold"],
+        "ItemStatusEnum": "sales.selectors.ITEM_STATUSES",
         "HealthStatusEnum": ["ok", "degraded", "down"],
         "TicketStatusEnum": "tickets.models.Ticket.Status",
     },
