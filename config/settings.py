@@ -135,7 +135,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.middleware.RequestMetricsMiddleware",
-    "core.errors.ErrorShapeMiddleware",
+    "core.middleware.ErrorShapeMiddleware",
     "core.middleware.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -330,7 +330,7 @@ FORMAT_MODULE_PATH = ["config.formats"]  # dates with seconds, in ISO order
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
-CSRF_FAILURE_VIEW = "core.errors.csrf_failure"
+CSRF_FAILURE_VIEW = "core.handlers.csrf_failure"
 if not EMBEDDED and not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = read("DJANGO_SECURE_SSL_REDIRECT", bool, True)

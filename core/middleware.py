@@ -1,17 +1,64 @@
-"""Middleware of the platform: request metrics and log lines, and the body size guard."""
+"""Middleware of the platform: every answer in the one error shape, request metrics and log
+lines, and the body size guard."""
 
 import logging
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django_prometheus.middleware import Metrics
 
-from core.errors import PayloadTooLarge, error_body
+from core.errors import PayloadTooLarge, shaped
 
 logger = logging.getLogger("requests")
+
+
+class ErrorShapeMiddleware:
+    """Outermost: what the views and handlers above leave outside the one shape is put in it
+    here: answers that Django, WhiteNoise or a view build themselves (a 405 with no body, an
+    HTML page). It also refuses a NUL character in the path or the query: no endpoint takes
+    one, and PostgreSQL cannot store one."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
+            return shaped(400, "invalid_request", "The path or query holds a NUL character.")
+        response = self.get_response(request)
+        if response.status_code < 400 or response.get("Content-Type") == "application/json":
+            return response
+        status_code = response.status_code
+        default = "internal_error" if status_code >= 500 else "invalid_request"
+        phrase = HTTPStatus(status_code).phrase if status_code in _PHRASES else "Error"
+        reshaped = shaped(status_code, _STATUS_CODES.get(status_code, default), f"{phrase}.")
+        for header in ("Allow", "Retry-After"):
+            if header in response:
+                reshaped[header] = response[header]
+        return reshaped
+
+
+_PHRASES = {s.value for s in HTTPStatus}
+
+
+# The codes of the statuses that Django, WhiteNoise or a view answer without the one shape.
+_STATUS_CODES = {
+    400: "invalid_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    431: "headers_too_large",
+    503: "service_unavailable",
+}
 
 
 class RequestMetricsMiddleware:
@@ -96,5 +143,5 @@ class BodyLimitMiddleware:
         try:
             body_within_limit(request, None if setting is None else getattr(settings, setting))
         except PayloadTooLarge as refusal:
-            return JsonResponse(error_body(refusal.code, refusal.message), status=413)
+            return shaped(refusal.status_code, refusal.code, refusal.message)
         return None

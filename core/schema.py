@@ -5,8 +5,9 @@ from typing import Any
 from django.apps import apps
 from drf_spectacular import openapi
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from rest_framework import serializers
 
-from core.errors import DomainError, ErrorSerializer, PayloadTooLarge, error_body
+from core.errors import DomainError, PayloadTooLarge, error_body
 
 # Refusals that DRF or the platform raise for any endpoint, as (code, an example message).
 INVALID_REQUEST = ("invalid_request", "id: A valid integer is required.")
@@ -16,6 +17,17 @@ METHOD_NOT_ALLOWED = ("method_not_allowed", 'Method "GET" not allowed.')
 NOT_STAFF = ("permission_denied", "You do not have permission to perform this action.")
 NO_PAGE = ("not_found", "Invalid page.")
 TOO_LARGE = PayloadTooLarge
+
+
+class _ErrorDetail(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The one error shape, for the OpenAPI schema."""
+
+    error = _ErrorDetail()
 
 
 def refusal(description: str, *errors: type[DomainError] | tuple[str, str]) -> OpenApiResponse:
