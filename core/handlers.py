@@ -9,7 +9,6 @@ from django.http import HttpRequest, JsonResponse
 from core.errors import Forbidden, InternalError, NotFound, error_response, refusal_for, shaped
 
 
-# Django calls handler500 inside its `except` block, hence `sys.exc_info()`.
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return error_response(exception or SuspiciousOperation(), request.path)
 
@@ -23,6 +22,7 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonR
 
 
 def server_error(request: HttpRequest) -> JsonResponse:
+    # Django calls handler500 inside its `except` block.
     exc = sys.exc_info()[1]
     refusal = refusal_for(exc) if exc is not None else None
     if refusal is None:  # Django has logged the trace already

@@ -128,7 +128,8 @@ class BodyLimitMiddleware:
     """Refuse a body larger than its view takes, or with an unreadable length, before anything
     reads it. A view names its limit in `body_limit`: the name of the setting that holds it
     (API_MAX_BODY_BYTES when it names none), or None when the view enforces a limit itself,
-    as checkout does to record the refusal as an attempt."""
+    as checkout does to record the refusal as an attempt. A path no view serves is answered 404
+    with its body unread."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
