@@ -37,7 +37,7 @@ run: install-runtime  ## install what running needs, migrate, demo admin, this h
 	$(MANAGE) migrate --no-input
 	$(MANAGE) demo_admin
 	$(MANAGE) start_sale --hourly
-	@url=http://$${APP_HOST:-127.0.0.1}:$${APP_PORT:-8000}; printf '%s\n' "" \
+	@url=$$($(BIN)/python -c 'from config.environment import server; print(server().url)'); printf '%s\n' "" \
 		"  landing page   $$url/" \
 		"  API docs       $$url/api/docs/" \
 		"  dashboard      $$url/admin/  (admin / admin)" \

@@ -7,13 +7,13 @@ in-flight requests for up to `graceful_timeout` seconds, then exits. A purchase 
 transaction, so a worker killed even harder leaves it either committed or not there at all.
 """
 
-import os
-
+from config import environment
 from config.serve import metrics_dir, serve_metrics_port
 
-bind = f"{os.environ.get('APP_HOST', '127.0.0.1')}:{os.environ.get('APP_PORT', '8000')}"
-workers = int(os.environ.get("WEB_WORKERS", "2"))
-threads = int(os.environ.get("WEB_THREADS", "16"))
+listen = environment.server()
+bind = f"{listen.host}:{listen.port}"
+workers = listen.workers
+threads = listen.threads
 worker_class = "gthread"
 keepalive = 30
 graceful_timeout = 30
@@ -21,7 +21,7 @@ timeout = 60
 backlog = 2048
 max_requests = 0
 accesslog = None  # the request log middleware writes one structured line per request
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = environment.env.str("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def on_starting(server):

@@ -21,6 +21,8 @@ from granian import Granian
 from granian.constants import Interfaces
 from granian.log import LogLevels
 
+from config import environment
+
 WORKERS_KILL_TIMEOUT = 30
 
 
@@ -28,7 +30,9 @@ def metrics_dir() -> str:
     """prometheus_client's multiprocess mode: every worker writes its metrics to files in one
     directory, and /metrics (or APP_METRICS_PORT) adds them up. The files of an earlier run
     would be added up too, so the directory starts empty."""
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="metrics-")
+    path = environment.env.str("PROMETHEUS_MULTIPROC_DIR", "") or tempfile.mkdtemp(
+        prefix="metrics-"
+    )
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path, exist_ok=True)
@@ -37,26 +41,26 @@ def metrics_dir() -> str:
 
 def serve_metrics_port() -> None:
     """APP_METRICS_PORT, served by the main process from every worker's files."""
-    port = os.environ.get("APP_METRICS_PORT")
-    if port:
+    listen = environment.server()
+    if listen.metrics_port:
         from prometheus_client import CollectorRegistry, start_http_server
         from prometheus_client.multiprocess import MultiProcessCollector
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
-        address = os.environ.get("APP_HOST", "127.0.0.1")
-        start_http_server(int(port), addr=address, registry=registry)
+        start_http_server(listen.metrics_port, addr=listen.host, registry=registry)
 
 
 def main() -> None:
     metrics_dir()  # before the workers start: they inherit the variable
+    listen = environment.server()
     server = Granian(
         "config.wsgi:application",
         interface=Interfaces.WSGI,
-        address=os.environ.get("APP_HOST", "127.0.0.1"),
-        port=int(os.environ.get("APP_PORT", "8000")),
-        workers=int(os.environ.get("WEB_WORKERS", "2")),
-        blocking_threads=int(os.environ.get("WEB_THREADS", "16")),
+        address=listen.host,
+        port=listen.port,
+        workers=listen.workers,
+        blocking_threads=listen.threads,
         websockets=False,
         backlog=2048,
         respawn_failed_workers=True,

@@ -1,4 +1,4 @@
-"""Settings, read from the environment (and `.env` when present).
+"""Settings, read from the environment (and `.env` when present) by `config/environment.py`.
 
 With no variable set the service runs on its embedded default: SQLite, an in-process cache and
 Celery tasks run in-process. Configured with PostgreSQL and Redis it is the production service;
@@ -6,39 +6,16 @@ the code paths are the same, only the backends differ. A bad value stops start-u
 `ImproperlyConfigured` naming the variable.
 """
 
-import os
 import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-
-env = environ.Env()
-# The test suite points this at /dev/null: a developer's .env must not change what it tests.
-env.read_env(os.environ.get("DJANGO_ENV_FILE", BASE_DIR / ".env"))
-
-
-def _read(name: str, cast: Any, default: Any) -> Any:
-    """One variable, cast; a value that does not cast names the variable in the error."""
-    try:
-        return env.get_value(name, cast=cast, default=default)
-    except (ValueError, TypeError) as exc:
-        raise ImproperlyConfigured(
-            f"{name}={env.str(name)!r} is not a valid {cast.__name__}"
-        ) from exc
-
-
-def _positive(name: str, default: int) -> int:
-    value = _read(name, int, default)
-    if value < 1:
-        raise ImproperlyConfigured(f"{name} must be a positive integer, got {value}")
-    return int(value)
+from config.environment import BASE_DIR, env, positive, read, server
 
 
 def _rate(name: str, default: str) -> tuple[int, int] | None:
@@ -60,7 +37,7 @@ def _database() -> dict[str, Any]:
         db = {
             "ENGINE": "django.db.backends.postgresql",
             "HOST": env.str("DB_HOST"),
-            "PORT": _read("DB_PORT", int, 5432),
+            "PORT": read("DB_PORT", int, 5432),
             "USER": env.str("DB_USER", "postgres"),
             "PASSWORD": env.str("DB_PASSWORD", ""),
             "NAME": env.str("DB_NAME", "postgres"),
@@ -81,7 +58,7 @@ def _database() -> dict[str, Any]:
         raise ImproperlyConfigured(f"DATABASE_URL must point at PostgreSQL, got {db['ENGINE']}")
     db["ENGINE"] = "django_prometheus.db.backends.postgresql"
     options = db.setdefault("OPTIONS", {})
-    options["pool"] = {"min_size": 1, "max_size": _positive("DB_POOL_SIZE", 16), "timeout": 10}
+    options["pool"] = {"min_size": 1, "max_size": positive("DB_POOL_SIZE", 16), "timeout": 10}
     db["CONN_MAX_AGE"] = 0  # the pool owns connection lifetime
     # Parameters bound by the server, and statements prepared after a few runs: PostgreSQL
     # parses the hot queries once per connection (Django prepares nothing unless told). Behind
@@ -89,7 +66,7 @@ def _database() -> dict[str, Any]:
     # DB_PGBOUNCER turns off what would outlive one: prepared statements, server-side cursors.
     options["server_side_binding"] = True
     options["prepare_threshold"] = 5
-    if _read("DB_PGBOUNCER", bool, False):
+    if read("DB_PGBOUNCER", bool, False):
         options["prepare_threshold"] = None
         db["DISABLE_SERVER_SIDE_CURSORS"] = True
     return db
@@ -103,7 +80,7 @@ def _redis_url() -> str:
     if host := env.str("REDIS_HOST", ""):
         password = env.str("REDIS_PASSWORD", "")
         auth = f":{quote(password, safe='')}@" if password else ""
-        return f"redis://{auth}{host}:{_read('REDIS_PORT', int, 6379)}/0"
+        return f"redis://{auth}{host}:{read('REDIS_PORT', int, 6379)}/0"
     return ""
 
 
@@ -113,7 +90,7 @@ def _redis_cluster(url: str) -> tuple[bool, list[str], str]:
     for node in nodes:
         if not re.fullmatch(r"[^\s:/]+:\d+", node):
             raise ImproperlyConfigured(f"REDIS_CLUSTER_NODES: {node!r} is not host:port")
-    if not _read("REDIS_CLUSTER", bool, bool(nodes)):
+    if not read("REDIS_CLUSTER", bool, bool(nodes)):
         return False, [], url
     if not (url or nodes):
         raise ImproperlyConfigured("REDIS_CLUSTER needs REDIS_URL or REDIS_CLUSTER_NODES")
@@ -124,7 +101,7 @@ def _redis_cluster(url: str) -> tuple[bool, list[str], str]:
 
 # Core
 EMBEDDED = not (env.str("DATABASE_URL", "") or env.str("DB_HOST", ""))
-DEBUG = _read("DJANGO_DEBUG", bool, False)
+DEBUG = read("DJANGO_DEBUG", bool, False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", "")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
 if EMBEDDED:
@@ -138,7 +115,7 @@ else:
         raise ImproperlyConfigured(
             "DJANGO_ALLOWED_HOSTS must be set when DATABASE_URL or DB_HOST is"
         )
-    if DEBUG and not _read("DJANGO_ALLOW_DEBUG_IN_PRODUCTION", bool, False):
+    if DEBUG and not read("DJANGO_ALLOW_DEBUG_IN_PRODUCTION", bool, False):
         raise ImproperlyConfigured("DJANGO_DEBUG must be off when DATABASE_URL or DB_HOST is set")
 
 INSTALLED_APPS = [
@@ -160,7 +137,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.middleware.RequestMetricsMiddleware",
-    "core.errors.ErrorShapeMiddleware",
+    "core.middleware.ErrorShapeMiddleware",
     "core.middleware.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -248,7 +225,7 @@ else:
     # Redis redelivers an unacknowledged message only after this long.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
-TICKETS_SWEEP_SECONDS = _positive("TICKETS_SWEEP_SECONDS", 60)
+TICKETS_SWEEP_SECONDS = positive("TICKETS_SWEEP_SECONDS", 60)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "open-hourly-sale": {
         "task": "sales.tasks.open_hourly_sale",
@@ -271,16 +248,16 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 }
 
 # The product
-APP_PORT = _positive("APP_PORT", 8000)
-APP_METRICS_PORT = _read("APP_METRICS_PORT", int, None)
-APP_ITEM_NUMBER = _positive("APP_ITEM_NUMBER", 10_000)
-APP_USER_LIMIT = _positive("APP_USER_LIMIT", 10)
-CHECKOUT_TTL_SECONDS = _positive("CHECKOUT_TTL_SECONDS", 120)
+# Where the web server listens, as its launchers read it: for the links that commands print.
+APP_URL = server().url
+APP_ITEM_NUMBER = positive("APP_ITEM_NUMBER", 10_000)
+APP_USER_LIMIT = positive("APP_USER_LIMIT", 10)
+CHECKOUT_TTL_SECONDS = positive("CHECKOUT_TTL_SECONDS", 120)
 # How often the web fleet brings Redis to PostgreSQL's state (sales/stock/_reconcile.py).
-STOCK_RECONCILE_SECONDS = _positive("STOCK_RECONCILE_SECONDS", 2)
-TICKET_MAX_BYTES = _positive("TICKET_MAX_BYTES", 1024 * 1024)
+STOCK_RECONCILE_SECONDS = positive("STOCK_RECONCILE_SECONDS", 2)
+TICKET_MAX_BYTES = positive("TICKET_MAX_BYTES", 1024 * 1024)
 TICKET_WEBHOOK_SECRET = env.str("TICKET_WEBHOOK_SECRET", "")
-TICKET_SIGNATURE_TOLERANCE_SECONDS = _positive("TICKET_SIGNATURE_TOLERANCE_SECONDS", 300)
+TICKET_SIGNATURE_TOLERANCE_SECONDS = positive("TICKET_SIGNATURE_TOLERANCE_SECONDS", 300)
 TICKET_SPOOL_DIR = Path(env.str("TICKET_SPOOL_DIR", str(BASE_DIR / "var" / "spool")))
 
 # Rate limits on checkout and purchase, per buyer (user_id; for a purchase, its code) and per
@@ -291,12 +268,13 @@ RATE_LIMITS = {
     "code": _rate("RATE_LIMIT_PER_CODE", "10/10s"),
     "address": _rate("RATE_LIMIT_PER_ADDRESS", "1000/10s"),
 }
-# Bodies of API requests are a few fields; the webhook enforces TICKET_MAX_BYTES itself.
-API_MAX_BODY_BYTES = _positive("API_MAX_BODY_BYTES", 64 * 1024)
+# Bodies of API requests are a few fields; a view may name another limit (`body_limit`), as the
+# webhook does: TICKET_MAX_BYTES.
+API_MAX_BODY_BYTES = positive("API_MAX_BODY_BYTES", 64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
 # A request slower than this is logged at WARNING, as is every 5xx; at DEBUG, every request.
-SLOW_REQUEST_SECONDS = _positive("SLOW_REQUEST_MS", 1000) / 1000
+SLOW_REQUEST_SECONDS = positive("SLOW_REQUEST_MS", 1000) / 1000
 
 # API
 REST_FRAMEWORK = {
@@ -314,10 +292,10 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "core.errors.exception_handler",
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.negotiation.Negotiation",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     # 0: the client address is the connection's; X-Forwarded-For is trusted only when set.
-    "NUM_PROXIES": _read("TRUSTED_PROXY_COUNT", int, 0),
+    "NUM_PROXIES": read("TRUSTED_PROXY_COUNT", int, 0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Flash sales and till receipts",
@@ -326,12 +304,18 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",  # assets served locally: the docs work offline
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Each operation is tagged with the app that serves it (core.schema.AutoSchema).
+    "TAGS": [
+        {"name": "sales", "description": "The hourly flash sale: reserve, buy, follow a sale."},
+        {"name": "tickets", "description": "The till webhook, its tickets and the catalogue."},
+        {"name": "operations", "description": "Probes for load balancers and supervisors."},
+    ],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "core.schema.tag_and_require_bodies",
+        "core.schema.require_bodies",
     ],
     "ENUM_NAME_OVERRIDES": {
-        "ItemStatusEnum": ["available", "reserved", "sold"],
+        "ItemStatusEnum": "sales.selectors.ITEM_STATUSES",
         "HealthStatusEnum": ["ok", "degraded", "down"],
         "TicketStatusEnum": "tickets.models.Ticket.Status",
     },
@@ -349,8 +333,8 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before checking it
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = _positive("ADMIN_LOCKOUT_FAILURES", 5)
-AXES_COOLOFF_TIME = timedelta(seconds=_positive("ADMIN_LOCKOUT_SECONDS", 15 * 60))
+AXES_FAILURE_LIMIT = positive("ADMIN_LOCKOUT_FAILURES", 5)
+AXES_COOLOFF_TIME = timedelta(seconds=positive("ADMIN_LOCKOUT_SECONDS", 15 * 60))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 AXES_CLIENT_IP_CALLABLE = "operations.lockout.client_address"
@@ -374,10 +358,10 @@ FORMAT_MODULE_PATH = ["config.formats"]  # dates with seconds, in ISO order
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
-CSRF_FAILURE_VIEW = "core.errors.csrf_failure"
+CSRF_FAILURE_VIEW = "core.handlers.csrf_failure"
 if not EMBEDDED and not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = _read("DJANGO_SECURE_SSL_REDIRECT", bool, True)
+    SECURE_SSL_REDIRECT = read("DJANGO_SECURE_SSL_REDIRECT", bool, True)
     SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ping$", r"^metrics$"]
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = 60 * 60 * 24 * 365

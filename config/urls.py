@@ -10,7 +10,7 @@ urlpatterns = [
     path(settings.ADMIN_PATH, admin.site.urls),
 ]
 
-handler400 = "core.errors.bad_request"
-handler403 = "core.errors.permission_denied"
-handler404 = "core.errors.not_found"
-handler500 = "core.errors.server_error"
+handler400 = "core.handlers.bad_request"
+handler403 = "core.handlers.permission_denied"
+handler404 = "core.handlers.not_found"
+handler500 = "core.handlers.server_error"

@@ -1,16 +1,14 @@
-"""The platform's one error type and the one place that renders errors.
+"""The platform's one error type, and the one place that turns a failure into an answer.
 
 Every error a client sees has the shape `{"error": {"code": ..., "message": ...}}`: domain errors,
 DRF's validation and HTTP errors, what Django refuses (sizes, field counts, hosts, CSRF), the
 answers a view or WhiteNoise builds without a body, and anything unhandled (whose detail goes to
 the log only). 4xx is what the client did, 503 with Retry-After a backing service that is down,
-500 a bug.
+500 a bug. DRF's views fail through `exception_handler` here; Django's own error views are in
+`core.handlers`, and `core.middleware.ErrorShapeMiddleware` reshapes the answers built without it.
 """
 
 import logging
-import sys
-from collections.abc import Callable
-from http import HTTPStatus
 from typing import Any
 
 from django import db
@@ -21,10 +19,10 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
+from django.http import Http404, HttpResponse, JsonResponse, UnreadablePostError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, status
 
 logger = logging.getLogger(__name__)
 
@@ -100,21 +98,6 @@ _DRF_CODES = {
 # cancelled statement and a deadlock: all passing, all worth a retry. Its other errors
 # (IntegrityError, DataError, ProgrammingError) are bugs.
 _UNAVAILABLE = (db.OperationalError, db.InterfaceError, RedisConnectionError, RedisTimeoutError)
-# The codes of the statuses that Django, WhiteNoise or a view answer without the one shape.
-_STATUS_CODES = {
-    400: "invalid_request",
-    401: "not_authenticated",
-    403: "permission_denied",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    413: "payload_too_large",
-    414: "uri_too_long",
-    415: "unsupported_media_type",
-    429: "rate_limited",
-    431: "headers_too_large",
-    503: "service_unavailable",
-}
 
 
 def _validation_message(detail: Any) -> str:
@@ -192,77 +175,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse:
     return response
 
 
-# Django's handlers, for what fails outside DRF's views (admin, metrics, middleware, URL
-# resolution). Django calls handler500 inside its `except` block, hence `sys.exc_info()`.
-def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return error_response(exception or SuspiciousOperation(), request.path)
-
-
-def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return error_response(Forbidden(), request.path)
-
-
-def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return error_response(NotFound(f"No endpoint at {request.path}."), request.path)
-
-
-def server_error(request: HttpRequest) -> JsonResponse:
-    exc = sys.exc_info()[1]
-    refusal = refusal_for(exc) if exc is not None else None
-    if refusal is None:  # Django has logged the trace already
-        refusal = InternalError()
-    return shaped(refusal.status_code, refusal.code, refusal.message, refusal.headers)
-
-
-def csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:
-    return shaped(403, "csrf_failed", f"CSRF verification failed: {reason}")
-
-
 def keep_page(response: HttpResponse) -> HttpResponse:
     """An error page made for a person at a browser, which the one shape would hide (the admin
     login's lockout page): ErrorShapeMiddleware lets it pass as it is."""
     response.keep_page = True  # type: ignore[attr-defined]
     return response
-
-
-class ErrorShapeMiddleware:
-    """Outermost: what the views and handlers above leave outside the one shape is put in it
-    here: answers that Django, WhiteNoise or a view build themselves (a 405 with no body, an
-    HTML page), but for a page marked by `keep_page`. It also refuses a NUL character in the
-    path or the query: no endpoint takes one, and PostgreSQL cannot store one."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
-            return shaped(400, "invalid_request", "The path or query holds a NUL character.")
-        response = self.get_response(request)
-        if (
-            response.status_code < 400
-            or response.get("Content-Type") == "application/json"
-            or getattr(response, "keep_page", False)
-        ):
-            return response
-        status_code = response.status_code
-        default = "internal_error" if status_code >= 500 else "invalid_request"
-        phrase = HTTPStatus(status_code).phrase if status_code in _PHRASES else "Error"
-        reshaped = shaped(status_code, _STATUS_CODES.get(status_code, default), f"{phrase}.")
-        for header in ("Allow", "Retry-After"):
-            if header in response:
-                reshaped[header] = response[header]
-        return reshaped
-
-
-_PHRASES = {s.value for s in HTTPStatus}
-
-
-class _ErrorDetail(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-
-
-class ErrorSerializer(serializers.Serializer):
-    """The one error shape, for the OpenAPI schema."""
-
-    error = _ErrorDetail()

@@ -1,20 +1,71 @@
-"""Middleware of the platform: request metrics and log lines, the body size guard, and messages
-made only when used."""
+"""Middleware of the platform: every answer in the one error shape, request metrics and log
+lines, the body size guard, and messages made only when used."""
 
 import logging
 import time
 from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
 
 from django.conf import settings
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.messages.storage import default_storage
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
 from django_prometheus.middleware import Metrics
 
-from core.errors import PayloadTooLarge, error_body
+from core.errors import PayloadTooLarge, shaped
 
 logger = logging.getLogger("requests")
+
+
+class ErrorShapeMiddleware:
+    """Outermost: what the views and handlers above leave outside the one shape is put in it
+    here: answers that Django, WhiteNoise or a view build themselves (a 405 with no body, an
+    HTML page), but for a page marked by `keep_page`. It also refuses a NUL character in the
+    path or the query: no endpoint takes one, and PostgreSQL cannot store one."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
+            return shaped(400, "invalid_request", "The path or query holds a NUL character.")
+        response = self.get_response(request)
+        if (
+            response.status_code < 400
+            or response.get("Content-Type") == "application/json"
+            or getattr(response, "keep_page", False)
+        ):
+            return response
+        status_code = response.status_code
+        default = "internal_error" if status_code >= 500 else "invalid_request"
+        phrase = HTTPStatus(status_code).phrase if status_code in _PHRASES else "Error"
+        reshaped = shaped(status_code, _STATUS_CODES.get(status_code, default), f"{phrase}.")
+        for header in ("Allow", "Retry-After"):
+            if header in response:
+                reshaped[header] = response[header]
+        return reshaped
+
+
+_PHRASES = {s.value for s in HTTPStatus}
+
+
+# The codes of the statuses that Django, WhiteNoise or a view answer without the one shape.
+_STATUS_CODES = {
+    400: "invalid_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    431: "headers_too_large",
+    503: "service_unavailable",
+}
 
 
 class RequestMetricsMiddleware:
@@ -81,22 +132,27 @@ def body_within_limit(request: HttpRequest, limit: int | None) -> None:
 
 
 class BodyLimitMiddleware:
-    """Refuse a body larger than API_MAX_BODY_BYTES, or with an unreadable length, before
-    anything reads it. Two views enforce the size themselves: the ticket webhook (a larger one,
-    also while it reads) and checkout (which records the refusal as a checkout attempt)."""
-
-    exempt = ("/ticket", "/checkout")
+    """Refuse a body larger than its view takes, or with an unreadable length, before anything
+    reads it. A view names its limit in `body_limit`: the name of the setting that holds it
+    (API_MAX_BODY_BYTES when it names none), or None when the view enforces a limit itself,
+    as checkout does to record the refusal as an attempt. A path no view serves is answered 404
+    with its body unread."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        limit = None if request.path in self.exempt else settings.API_MAX_BODY_BYTES
-        try:
-            body_within_limit(request, limit)
-        except PayloadTooLarge as refusal:
-            return JsonResponse(error_body(refusal.code, refusal.message), status=413)
         return self.get_response(request)
+
+    def process_view(
+        self, request: HttpRequest, view: Callable[..., Any], *args: Any
+    ) -> HttpResponse | None:
+        setting = getattr(getattr(view, "view_class", view), "body_limit", "API_MAX_BODY_BYTES")
+        try:
+            body_within_limit(request, None if setting is None else getattr(settings, setting))
+        except PayloadTooLarge as refusal:
+            return shaped(refusal.status_code, refusal.code, refusal.message)
+        return None
 
 
 class LazyMessageMiddleware(MessageMiddleware):

@@ -2,9 +2,12 @@
 
 from typing import Any
 
+from django.apps import apps
+from drf_spectacular import openapi
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from rest_framework import serializers
 
-from core.errors import DomainError, ErrorSerializer, PayloadTooLarge, error_body
+from core.errors import DomainError, PayloadTooLarge, error_body
 
 # Refusals that DRF or the platform raise for any endpoint, as (code, an example message).
 MALFORMED_JSON = ("invalid_request", "The body is not valid JSON.")
@@ -18,6 +21,17 @@ TOO_LARGE = PayloadTooLarge
 def invalid(message: str) -> tuple[str, str]:
     """A field refused by validation, the message naming a field of the operation itself."""
     return ("invalid_request", message)
+
+
+class _ErrorDetail(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The one error shape, for the OpenAPI schema."""
+
+    error = _ErrorDetail()
 
 
 def refusal(description: str, *errors: type[DomainError] | tuple[str, str]) -> OpenApiResponse:
@@ -39,32 +53,20 @@ def refusal(description: str, *errors: type[DomainError] | tuple[str, str]) -> O
     )
 
 
-# Paths by their first segment, to the tag they are listed under.
-TAGS = {
-    "checkout": "sales",
-    "purchase": "sales",
-    "sales": "sales",
-    "ticket": "tickets",
-    "tickets": "tickets",
-    "products": "tickets",
-    "health": "operations",
-    "ping": "operations",
-}
+class AutoSchema(openapi.AutoSchema):
+    """Operations are listed under the app that serves them, unless a view's `extend_schema`
+    names its tags itself."""
+
+    def get_tags(self) -> list[str]:
+        app = apps.get_containing_app_config(type(self.view).__module__)
+        return [app.label] if app else super().get_tags()
 
 
-def tag_and_require_bodies(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """Tag each operation by what it serves (sales, tickets, operations), drop the security
-    requirement of public ones, and mark each body required (drf-spectacular leaves raw
-    bodies, such as the ticket's text, optional)."""
-    result["tags"] = [
-        {"name": "sales", "description": "The hourly flash sale: reserve, buy, follow a sale."},
-        {"name": "tickets", "description": "The till webhook, its tickets and the catalogue."},
-        {"name": "operations", "description": "Probes for load balancers and supervisors."},
-    ]
-    for path, operations in result.get("paths", {}).items():
-        tag = TAGS[path.strip("/").split("/")[0]]
+def require_bodies(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Drop the security requirement of public operations, and mark each body required
+    (drf-spectacular leaves raw bodies, such as the ticket's text, optional)."""
+    for operations in result.get("paths", {}).values():
         for operation in operations.values():
-            operation["tags"] = [tag]
             if operation.get("security") == [{}]:  # anonymous only: no padlock to show
                 del operation["security"]
             if "requestBody" in operation:

@@ -51,11 +51,11 @@ def main() -> int:
     with Stack("flashsale_fuzz", own_postgres=True) as stack:
         url = stack.start_web(workers=2, threads=8, server="granian")
         stack.manage("start_sale", "--hourly")
-        assert stack.cluster is not None
+        assert stack.postgres is not None
         for phase, fault in [
             ("up", None),
             ("redis down", stack.redis.kill),
-            ("postgresql down", stack.cluster.stop),
+            ("postgresql down", stack.postgres.stop),
         ]:
             if fault:
                 fault()

@@ -27,14 +27,13 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
-
-from testkit.stack import BIN, Stack  # noqa: E402
+from testkit.stack import BIN, ROOT, Stack
 
 RESULTS = Path(os.environ.get("LOADTEST_RESULTS") or ROOT / "loadtests" / "results")
 
@@ -115,6 +114,36 @@ def http_table(stats: list[dict[str, Any]]) -> str:
 
 
 def main() -> int:
+    env = settings()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    Path(env["LOCUST_ERROR_LOG"]).unlink(missing_ok=True)  # this run's errors only
+    with Stack("flashsale_loadtest") as stack:
+        url = stack.start_web(
+            workers=int(env["LOADTEST_WEB_WORKERS"]), threads=int(env["LOADTEST_WEB_THREADS"])
+        )
+        stack.start_worker()
+        stack.manage_json(
+            "start_sale",
+            *("--items", env["LOADTEST_ITEMS"], "--user-limit", env["LOADTEST_USER_LIMIT"]),
+            *("--ttl", env["LOADTEST_TTL"]),
+        )
+        summary = run_locust(url, env)
+        stored = Stored.read(stack)
+    result = outcome(env, summary, stored)
+    (RESULTS / "loadtest.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print("\n" + http_table(summary["requests"]))
+    print("\n" + json.dumps({k: v for k, v in result.items() if k != "settings"}, indent=2))
+    print(
+        f"\nreports: {RESULTS}/loadtest_*.csv, loadtest.html, loadtest.json; "
+        f"unexpected responses: {env['LOCUST_ERROR_LOG']}"
+    )
+    broken = [name for name, ok in result["checks"].items() if not ok]
+    print("BROKEN: " + ", ".join(broken) if broken else "all checks hold")
+    return 1 if broken else 0
+
+
+def settings() -> dict[str, str]:
+    """The run's settings: the LOADTEST_ variables set, defaults for the others."""
     env = {
         "LOADTEST_USERS": "200",
         "LOADTEST_SPAWN_RATE": "50",
@@ -128,41 +157,45 @@ def main() -> int:
         "LOCUST_ERROR_LOG": str(RESULTS / "errors.log"),
     }
     env.update({k: v for k, v in os.environ.items() if k in env and v})
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    Path(env["LOCUST_ERROR_LOG"]).unlink(missing_ok=True)  # this run's errors only
+    return env
 
-    with Stack("flashsale_loadtest") as stack:
-        url = stack.start_web(
-            workers=int(env["LOADTEST_WEB_WORKERS"]), threads=int(env["LOADTEST_WEB_THREADS"])
-        )
-        stack.start_worker()
-        stack.manage_json(
-            "start_sale",
-            "--items",
-            env["LOADTEST_ITEMS"],
-            "--user-limit",
-            env["LOADTEST_USER_LIMIT"],
-            "--ttl",
-            env["LOADTEST_TTL"],
-        )
-        summary = run_locust(url, env)
-        db = psycopg.connect(stack.db_url, autocommit=True)
-        left = wait_for_parsing(db)
-        tickets: dict[str, int] = dict(
-            db.execute("SELECT status, count(*) FROM tickets_ticket GROUP BY status")
-        )
-        attempts = int(db.execute("SELECT count(*) FROM sales_checkoutattempt").fetchone()[0])  # type: ignore[index]
-        sale_ids = [row[0] for row in db.execute("SELECT id FROM sales_sale ORDER BY id")]
-        db.close()
-        reports = {pk: stack.manage_json("sale_report", str(pk)) for pk in sale_ids}
 
-    # Counts from locust's end-of-run summary: its CSV files may miss the last seconds.
-    stats = summary["requests"]
-    requests = {(r["type"], r["name"]): r["requests"] for r in stats}
+@dataclass(frozen=True)
+class Stored:
+    """What the database holds after the run, once the tickets had time to be parsed."""
+
+    tickets_by_status: dict[str, int]
+    tickets_left_received: int
+    checkout_attempts: int
+    sale_reports: dict[int, dict[str, Any]]
+
+    @classmethod
+    def read(cls, stack: Stack) -> "Stored":
+        with psycopg.connect(stack.db_url, autocommit=True) as db:
+            left = wait_for_parsing(db)
+            tickets: dict[str, int] = dict(
+                db.execute("SELECT status, count(*) FROM tickets_ticket GROUP BY status")
+            )
+            attempts = db.execute("SELECT count(*) FROM sales_checkoutattempt").fetchone()
+            sale_ids = [row[0] for row in db.execute("SELECT id FROM sales_sale ORDER BY id")]
+        return cls(
+            tickets_by_status=tickets,
+            tickets_left_received=left,
+            checkout_attempts=int(attempts[0]),  # type: ignore[index]
+            sale_reports={pk: stack.manage_json("sale_report", str(pk)) for pk in sale_ids},
+        )
+
+
+def outcome(env: dict[str, str], summary: dict[str, Any], stored: Stored) -> dict[str, Any]:
+    """What locust counted beside what the database holds, and every invariant between them.
+    Counts come from locust's end-of-run summary: its CSV files may miss the last seconds."""
+    requests = {(r["type"], r["name"]): r["requests"] for r in summary["requests"]}
+    checkouts = requests.get(("POST", "/checkout"), 0)
     failures = summary["failures"]
     outcomes = summary["outcomes"]
     acknowledged = outcomes.get("ticket accepted", 0)
     server_errors = sum(f["occurrences"] for f in failures if re.search(r": 5\d\d\b", f["error"]))
+    tickets, reports = stored.tickets_by_status, stored.sale_reports
     checks = {
         **{  # every invariant sale_report checks: its boolean fields
             f"sale {pk}: {name}": value
@@ -170,22 +203,22 @@ def main() -> int:
             for name, value in report.items()
             if isinstance(value, bool)
         },
-        "one_attempt_row_per_checkout_request": attempts == requests.get(("POST", "/checkout"), 0),
+        "one_attempt_row_per_checkout_request": stored.checkout_attempts == checkouts,
         "purchases_answered_200_equal_purchases_stored": outcomes.get("sold", 0)
         == sum(report["purchases"] for report in reports.values()),
         "tickets_acknowledged_equal_tickets_stored": acknowledged == sum(tickets.values()),
-        "no_ticket_left_received": left == 0,
+        "no_ticket_left_received": stored.tickets_left_received == 0,
         "malformed_tickets_rejected": tickets.get("rejected", 0)
         == outcomes.get("ticket accepted, malformed", 0),
         "no_5xx": server_errors == 0,
     }
-    result = {
+    return {
         "settings": env,
         "business": outcomes,
         "tickets_by_status": tickets,
         "tickets_acknowledged": acknowledged,
-        "checkout_requests": requests.get(("POST", "/checkout"), 0),
-        "checkout_attempt_rows": attempts,
+        "checkout_requests": checkouts,
+        "checkout_attempt_rows": stored.checkout_attempts,
         "sales": {
             pk: {k: report[k] for k in ("item_count", "sold", "reserved", "available", "buyers")}
             for pk, report in reports.items()
@@ -194,17 +227,6 @@ def main() -> int:
         "server_errors": server_errors,
         "checks": checks,
     }
-    (RESULTS / "loadtest.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-
-    print("\n" + http_table(stats))
-    print("\n" + json.dumps({k: v for k, v in result.items() if k != "settings"}, indent=2))
-    print(
-        f"\nreports: {RESULTS}/loadtest_*.csv, loadtest.html, loadtest.json; "
-        f"unexpected responses: {env['LOCUST_ERROR_LOG']}"
-    )
-    broken = [name for name, ok in checks.items() if not ok]
-    print("BROKEN: " + ", ".join(broken) if broken else "all checks hold")
-    return 1 if broken else 0
 
 
 if __name__ == "__main__":

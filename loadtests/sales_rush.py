@@ -21,12 +21,49 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
-from testkit.engines import scaled_out, start_hosts
-from testkit.rush import http_rush, sale_item_ids
+from testkit.engines import Engines, scaled_out, start_hosts
+from testkit.rush import RushResult, http_rush, sale_item_ids
+from testkit.stack import Stack
+
+WEB_INSTANCES = 2
+WORKERS_EACH = 2
 
 
 def main() -> int:
+    args = arguments()
+    scaled = args.cluster or args.pgbouncer or args.rabbitmq
+    with scaled_out(
+        "flashsale_rush", cluster=args.cluster, pgbouncer=args.pgbouncer, rabbitmq=args.rabbitmq
+    ) as (stack, engines):
+        if scaled:  # each instance with a Celery worker and a spool of its own, as a host has
+            urls = start_hosts(stack, WEB_INSTANCES, web_workers=WORKERS_EACH)
+        else:
+            urls = [stack.start_web(workers=WORKERS_EACH) for _ in range(WEB_INSTANCES)]
+        sale = stack.manage_json(
+            "start_sale",
+            *("--items", str(args.items), "--user-limit", str(args.limit), "--ttl", str(args.ttl)),
+        )
+        item_ids = sale_item_ids(urls[0], sale["id"])
+        assert len(item_ids) == args.items, len(item_ids)
+        result = http_rush(
+            urls,
+            item_ids,
+            slots=args.buyers,
+            user_limit=args.limit,
+            abandon=args.abandon,
+            deadline=args.deadline,
+            during=redis_killer(stack, engines, sale["id"], args.kill_redis_after),
+        )
+        report = stack.manage_json("sale_report", str(sale["id"]))
+    checks = invariants(args, result, report)
+    print(json.dumps(summary(args, scaled, result, report, checks), indent=2))
+    return 0 if all(checks.values()) else 1
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--buyers", type=int, default=300)
     parser.add_argument("--items", type=int, default=1000)
@@ -38,91 +75,77 @@ def main() -> int:
     parser.add_argument("--cluster", action="store_true", help="a Redis Cluster")
     parser.add_argument("--pgbouncer", action="store_true", help="PgBouncer before PostgreSQL")
     parser.add_argument("--rabbitmq", action="store_true", help="RabbitMQ as the broker")
-    args = parser.parse_args()
-    scaled = args.cluster or args.pgbouncer or args.rabbitmq
+    return parser.parse_args()
 
-    with scaled_out(
-        "flashsale_rush", cluster=args.cluster, pgbouncer=args.pgbouncer, rabbitmq=args.rabbitmq
-    ) as (stack, engines):
-        if scaled:
-            urls = start_hosts(stack, 2, web_workers=2)
+
+def redis_killer(
+    stack: Stack, engines: Engines, sale_id: int, after: float | None
+) -> Callable[[], None] | None:
+    """What runs beside the rush: a kill of the redis-server (on a cluster, of the master that
+    owns the sale's slot) `after` seconds into it; nothing when `after` is None."""
+    if after is None:
+        return None
+    cluster = engines.redis_cluster
+    master = cluster.master_of(f"{{sale:{sale_id}}}:ready") if cluster else 0
+
+    def kill() -> None:
+        time.sleep(after)
+        if cluster:
+            cluster.kill(master)
         else:
-            urls = [stack.start_web(workers=2), stack.start_web(workers=2)]
-        sale = stack.manage_json(
-            "start_sale",
-            "--items",
-            str(args.items),
-            "--user-limit",
-            str(args.limit),
-            "--ttl",
-            str(args.ttl),
-        )
-        item_ids = sale_item_ids(urls[0], sale["id"])
-        assert len(item_ids) == args.items, len(item_ids)
+            stack.redis.kill()
 
-        cluster = engines.redis_cluster
-        master = cluster.master_of(f"{{sale:{sale['id']}}}:ready") if cluster else 0
+    return kill
 
-        def kill_redis() -> None:
-            time.sleep(args.kill_redis_after)
-            if cluster:
-                cluster.kill(master)  # the master that owns the sale's slot
-            else:
-                stack.redis.kill()
 
-        result = http_rush(
-            urls,
-            item_ids,
-            slots=args.buyers,
-            user_limit=args.limit,
-            abandon=args.abandon,
-            deadline=args.deadline,
-            during=kill_redis if args.kill_redis_after is not None else None,
-        )
-        report = stack.manage_json("sale_report", str(sale["id"]))
-
+def invariants(
+    args: argparse.Namespace, result: RushResult, report: dict[str, Any]
+) -> dict[str, bool]:
     attempts = sum(report["attempts_by_outcome"].values())
-    checks = {
+    return {
         "sold_everything": report["sold"] == args.items,
         "nobody_over_the_limit": report["max_items_per_buyer"] <= args.limit,
         "zero_5xx": result.server_errors == 0,
         "one_attempt_per_checkout_request": attempts == result.checkouts,
         **{name: value for name, value in report.items() if isinstance(value, bool)},
     }
-    print(
-        json.dumps(
-            {
-                "scenario": {
-                    **vars(args),
-                    "web_instances": 2,
-                    "workers_each": 2,
-                    "celery_workers": 2 if scaled else 0,
-                },
-                "rush": {
-                    "seconds": result.seconds,
-                    "checkout_requests": result.checkouts,
-                    "responses": dict(sorted(result.outcomes.items())),
-                },
-                "report": {
-                    k: report[k]
-                    for k in (
-                        "item_count",
-                        "sold",
-                        "reserved",
-                        "available",
-                        "buyers",
-                        "max_items_per_buyer",
-                        "attempts_by_outcome",
-                        "purchases",
-                    )
-                },
-                "checkout_attempt_rows": attempts,
-                "checks": checks,
-            },
-            indent=2,
-        )
-    )
-    return 0 if all(checks.values()) else 1
+
+
+REPORTED = (
+    "item_count",
+    "sold",
+    "reserved",
+    "available",
+    "buyers",
+    "max_items_per_buyer",
+    "attempts_by_outcome",
+    "purchases",
+)
+
+
+def summary(
+    args: argparse.Namespace,
+    scaled: bool,
+    result: RushResult,
+    report: dict[str, Any],
+    checks: dict[str, bool],
+) -> dict[str, Any]:
+    return {
+        "scenario": {
+            **vars(args),
+            "web_instances": WEB_INSTANCES,
+            "workers_each": WORKERS_EACH,
+            "celery_workers": WEB_INSTANCES if scaled else 0,
+        },
+        "rush": {
+            "seconds": result.seconds,
+            "checkout_requests": result.checkouts,
+            "responses": dict(sorted(result.outcomes.items())),
+        },
+        "report": {key: report[key] for key in REPORTED},
+        "checkout_attempt_rows": sum(report["attempts_by_outcome"].values()),
+        "checks": checks,
+    }
 
 
 if __name__ == "__main__":

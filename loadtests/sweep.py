@@ -23,11 +23,11 @@ def main() -> int:
     with Stack("flashsale_sweep", own_postgres=True) as stack:
         url = stack.start_web(workers=2, threads=8, server=args.server)
         stack.manage("start_sale", "--hourly")
-        assert stack.cluster is not None
+        assert stack.postgres is not None
         phases = [
             ("up", lambda: None, PROBES),
             ("redis down", stack.redis.kill, PROBES),
-            ("postgresql down", stack.cluster.stop, DOWN_PROBES),
+            ("postgresql down", stack.postgres.stop, DOWN_PROBES),
         ]
         for phase, fault, probes in phases:
             fault()

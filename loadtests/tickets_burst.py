@@ -120,10 +120,10 @@ def scenario_distinct(
     def fault() -> None:
         time.sleep(args.outage_after)
         outage_window.append(time.monotonic())
-        assert stack.cluster is not None
-        stack.cluster.stop("immediate")
+        assert stack.postgres is not None
+        stack.postgres.stop("immediate")
         time.sleep(5)
-        stack.cluster.start()
+        stack.postgres.start()
         outage_window.append(time.monotonic())
 
     if not outage:

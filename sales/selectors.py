@@ -12,6 +12,7 @@ from django.db.models import (
     OuterRef,
     QuerySet,
     Subquery,
+    TextChoices,
     Value,
     When,
 )
@@ -33,11 +34,25 @@ class SaleFigures(TypedDict):
     available: int
 
 
+class ItemStatus(TextChoices):
+    """An item's status, derived from its rows (`item_status`), never stored."""
+
+    AVAILABLE = "available"
+    RESERVED = "reserved"
+    SOLD = "sold"
+
+
+ITEM_STATUSES = tuple(ItemStatus.values)
+
+
+def unexpired_holds(now: datetime) -> QuerySet[CheckoutAttempt]:
+    """Holds whose time has not run out, whether or not their item has been bought since."""
+    return CheckoutAttempt.objects.filter(outcome=Outcome.HELD, expires_at__gt=now)
+
+
 def live_holds(now: datetime) -> QuerySet[CheckoutAttempt]:
     """Holds that still count: not expired, on an item nobody has bought."""
-    return CheckoutAttempt.objects.filter(
-        outcome=Outcome.HELD, expires_at__gt=now, item__purchase__isnull=True
-    )
+    return unexpired_holds(now).filter(item__purchase__isnull=True)
 
 
 def sale_get(*, sale_id: int) -> Sale:
@@ -71,22 +86,7 @@ def sales_open(*, now: datetime) -> QuerySet[Sale]:
 
 
 def sale_figures(*, sale: Sale) -> SaleFigures:
-    now = timezone.now()
-    sold = Purchase.objects.filter(sale=sale).count()
-    reserved = live_holds(now).filter(sale=sale).values("item_id").distinct().count()
-    return {
-        "id": sale.pk,
-        "starts_at": sale.starts_at,
-        "item_count": sale.item_count,
-        "user_limit": sale.user_limit,
-        "ttl_seconds": sale.ttl_seconds,
-        "sold": sold,
-        "reserved": reserved,
-        "available": sale.item_count - sold - reserved,
-    }
-
-
-ITEM_STATUSES = ("available", "reserved", "sold")
+    return _figures([sale], now=timezone.now())[0]
 
 
 def _sold() -> Exists:
@@ -94,19 +94,17 @@ def _sold() -> Exists:
 
 
 def _held(now: datetime) -> Exists:
-    return Exists(
-        CheckoutAttempt.objects.filter(
-            item=OuterRef("pk"), outcome=Outcome.HELD, expires_at__gt=now
-        )
-    )
+    """An unexpired hold on the item. A bought item keeps its hold, so this means reserved only
+    where the item is not sold: after `_sold()`, or with `~_sold()`."""
+    return Exists(unexpired_holds(now).filter(item=OuterRef("pk")))
 
 
 def item_status(now: datetime) -> Case:
     """An item's status, derived: sold if bought, reserved if a live hold exists, else available."""
     return Case(
-        When(_sold(), then=Value("sold")),
-        When(_held(now), then=Value("reserved")),
-        default=Value("available"),
+        When(_sold(), then=Value(ItemStatus.SOLD)),
+        When(_held(now), then=Value(ItemStatus.RESERVED)),
+        default=Value(ItemStatus.AVAILABLE),
         output_field=CharField(),
     )
 
@@ -117,11 +115,11 @@ def sale_items(*, sale: Sale, status: str | None = None) -> QuerySet[Item]:
     it with anti-joins instead of working out every item's status."""
     now = timezone.now()
     items = Item.objects.filter(sale=sale).annotate(status=item_status(now))
-    if status == "sold":
+    if status == ItemStatus.SOLD:
         return items.filter(_sold())
-    if status == "reserved":
+    if status == ItemStatus.RESERVED:
         return items.filter(~_sold(), _held(now))
-    if status == "available":
+    if status == ItemStatus.AVAILABLE:
         return items.filter(~_sold(), ~_held(now))
     return items
 
@@ -173,6 +171,11 @@ def sales_selling(*, now: datetime) -> list[SaleFigures]:
     current = Sale.objects.filter(starts_at__lte=now).first()
     if current is not None and current not in sales:
         sales.insert(0, current)
+    return _figures(sales, now=now)
+
+
+def _figures(sales: list[Sale], *, now: datetime) -> list[SaleFigures]:
+    """Each sale's figures, in two queries however many sales there are."""
     ids = [sale.pk for sale in sales]
     sold = dict(
         Purchase.objects.filter(sale_id__in=ids)
@@ -228,9 +231,7 @@ def purchases_per_minute(*, since: datetime) -> list[tuple[datetime, int]]:
 
 def item_holds() -> dict[str, Subquery]:
     """Annotations naming the holder of an item's live hold and when it ends (None if none)."""
-    hold = CheckoutAttempt.objects.filter(
-        item=OuterRef("pk"), outcome=Outcome.HELD, expires_at__gt=timezone.now()
-    ).order_by("-expires_at")
+    hold = unexpired_holds(timezone.now()).filter(item=OuterRef("pk")).order_by("-expires_at")
     return {
         "held_by": Subquery(hold.values("user_id")[:1]),
         "held_until": Subquery(hold.values("expires_at")[:1]),

@@ -6,6 +6,8 @@ from typing import Any
 from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
+from sales.selectors import ITEM_STATUSES
+
 USER_ID_PATTERN = r"^[A-Za-z0-9_\-.:@]{1,64}$"
 CODE_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
 MAX_ID = 2**63 - 1
@@ -152,8 +154,8 @@ class SaleOutput(serializers.Serializer):
 
 @extend_schema_serializer(examples=_example("an item", {**_ITEM, "status": "available"}))
 class SaleItemOutput(ItemOutput):
-    status = serializers.ChoiceField(["available", "reserved", "sold"])
+    status = serializers.ChoiceField(ITEM_STATUSES)
 
 
 class SaleItemsQuery(serializers.Serializer):
-    status = serializers.ChoiceField(["available", "reserved", "sold"], required=False)
+    status = serializers.ChoiceField(ITEM_STATUSES, required=False)

@@ -298,10 +298,10 @@ def scaled_out(
             env["CELERY_BROKER_URL"] = engines.rabbitmq.url
         stack = Stack(name, own_postgres=own_postgres or pgbouncer, extra_env=env)
         if pgbouncer:
-            assert stack.cluster is not None
-            stack.cluster.max_connections = 10
+            assert stack.postgres is not None
+            stack.postgres.max_connections = 10
             engines.pgbouncer = running.enter_context(
-                PgBouncer(stack.cluster.port, server_connections=6)
+                PgBouncer(stack.postgres.port, server_connections=6)
             )
             stack.env.update(DATABASE_URL=engines.pgbouncer.url(stack.name), DB_PGBOUNCER="true")
         yield running.enter_context(stack), engines

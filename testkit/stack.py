@@ -75,8 +75,8 @@ class RedisServer:
             self.process = None
 
 
-class Cluster:
-    """A PostgreSQL cluster of the run's own (initdb into a temporary directory, a spare port),
+class Postgres:
+    """A PostgreSQL server of the run's own (initdb into a temporary directory, a spare port),
     which a fault run may stop and start at will."""
 
     def __init__(self, workdir: Path) -> None:
@@ -154,8 +154,8 @@ class Stack(Running):
         # The process id keeps two runs on one PostgreSQL server out of each other's database.
         self.name = f"{name}_{os.getpid()}"
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
-        self.cluster = Cluster(self.workdir) if own_postgres else None
-        self.admin_url = self.cluster.admin_url if self.cluster else admin_url
+        self.postgres = Postgres(self.workdir) if own_postgres else None
+        self.admin_url = self.postgres.admin_url if self.postgres else admin_url
         self.db_url = self.admin_url.rsplit("/", 1)[0] + f"/{self.name}"
         self.root = root
         self.python = python
@@ -185,8 +185,8 @@ class Stack(Running):
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self.cluster:
-            self.cluster.create()
+        if self.postgres:
+            self.postgres.create()
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{self.name}"')
@@ -201,8 +201,8 @@ class Stack(Running):
         for name in list(self.processes):
             self.stop(name)
         self.redis.kill()
-        if self.cluster:
-            self.cluster.stop("immediate")
+        if self.postgres:
+            self.postgres.stop("immediate")
         else:
             with (
                 contextlib.suppress(Exception),

@@ -133,12 +133,44 @@ def _money(text: str, *, what: str, line: int, anomalies: list[Anomaly]) -> Deci
 def _parse(raw: bytes) -> ParsedTicket:
     lines = [line.removesuffix("\r") for line in _decode(raw).split("\n")]
     anomalies: list[Anomaly] = []
-    number = 0
-    while number < len(lines) and not lines[number].strip():
-        number += 1
+    number = _next_filled(lines, 0)
     if number == len(lines):
         raise _Reject(1, "the ticket is empty")
+    headers, unknown, number = _headers(lines, number, anomalies)
+    header_end = min(number + 1, len(lines))  # the line after the headers, if there is one
+    for name, label in REQUIRED_HEADERS.items():
+        if name not in headers:
+            raise _Reject(header_end, f"header {label!r} is missing")
+    order = _order(*headers["order"])
+    vat = _money(headers["vat"][0], what="VAT", line=headers["vat"][1], anomalies=anomalies)
+    total = _money(headers["total"][0], what="Total", line=headers["total"][1], anomalies=anomalies)
+    number = _next_filled(lines, number)
+    if number == len(lines):
+        raise _Reject(header_end, "no product table after the header")
+    items = _table(lines, number, anomalies)
+    anomalies += _disagreements(items, total=total, total_line=headers["total"][1])
+    return ParsedTicket(
+        order=order,
+        vat=vat,
+        total=total,
+        lines=tuple(items),
+        unknown_headers=unknown,
+        anomalies=tuple(anomalies),
+    )
 
+
+def _next_filled(lines: list[str], number: int) -> int:
+    """The index of the first line from `number` on that is not blank (len(lines) if none)."""
+    while number < len(lines) and not lines[number].strip():
+        number += 1
+    return number
+
+
+def _headers(
+    lines: list[str], number: int, anomalies: list[Anomaly]
+) -> tuple[dict[str, tuple[str, int]], dict[str, str], int]:
+    """The header block starting at `lines[number]`: each key (casefolded) with its value and
+    line, the keys beyond the required ones as written, and the index where the block ends."""
     headers: dict[str, tuple[str, int]] = {}
     unknown: dict[str, str] = {}
     while number < len(lines) and lines[number].strip():
@@ -160,49 +192,38 @@ def _parse(raw: bytes) -> ParsedTicket:
         if name not in REQUIRED_HEADERS:
             unknown[key.strip()] = value.strip()
         number += 1
-    header_end = min(number + 1, len(lines))  # the line after the headers, if there is one
-    for name, label in REQUIRED_HEADERS.items():
-        if name not in headers:
-            raise _Reject(header_end, f"header {label!r} is missing")
+    return headers, unknown, number
 
-    order, order_line = headers["order"]
+
+def _order(order: str, line: int) -> str:
     if not order:
-        raise _Reject(order_line, "header 'Order' is empty")
+        raise _Reject(line, "header 'Order' is empty")
     if len(order) > MAX_ORDER_LENGTH:
-        raise _Reject(order_line, f"header 'Order' is longer than {MAX_ORDER_LENGTH} characters")
-    vat = _money(headers["vat"][0], what="VAT", line=headers["vat"][1], anomalies=anomalies)
-    total = _money(headers["total"][0], what="Total", line=headers["total"][1], anomalies=anomalies)
+        raise _Reject(line, f"header 'Order' is longer than {MAX_ORDER_LENGTH} characters")
+    return order
 
-    while number < len(lines) and not lines[number].strip():
-        number += 1
-    if number == len(lines):
-        raise _Reject(header_end, "no product table after the header")
-    items = _table(lines, number, anomalies)
 
+def _disagreements(items: list[Line], *, total: Decimal, total_line: int) -> list[Anomaly]:
+    """What only the whole ticket shows: a total that is not the sum of its lines, a product
+    listed twice."""
+    found = []
     line_sum = sum((item.price for item in items), Decimal("0.00"))
     if line_sum != total:
-        anomalies.append(
+        found.append(
             Anomaly(
                 "total_mismatch",
                 f"Total {total} differs from the sum of the line prices {line_sum}",
-                headers["total"][1],
+                total_line,
             )
         )
     seen: set[str] = set()
     for item in items:
         if item.product_id in seen:
-            anomalies.append(
+            found.append(
                 Anomaly("repeated_product", f"product {item.product_id!r} appears again", item.line)
             )
         seen.add(item.product_id)
-    return ParsedTicket(
-        order=order,
-        vat=vat,
-        total=total,
-        lines=tuple(items),
-        unknown_headers=unknown,
-        anomalies=tuple(anomalies),
-    )
+    return found
 
 
 def _looks_like_table_header(text: str) -> bool:

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.schema import NO_PAGE, NOT_STAFF, invalid, refusal
+from core.schema import NO_PAGE, NOT_STAFF, TOO_LARGE, invalid, refusal
 from tickets import selectors, services, tasks
 from tickets.exceptions import (
     BadSignature,
@@ -44,15 +44,10 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _READ_CHUNK = 64 * 1024
 
 
-def read_body(stream, *, declared_length: str | None, limit: int) -> bytes:
-    """The request body, refused as soon as it is known to exceed `limit` bytes: from the
-    declared Content-Length before reading anything, then while reading."""
-    try:
-        declared = int(declared_length or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit:
-        raise TicketTooLarge()
+def read_body(stream, *, limit: int) -> bytes:
+    """The request body, refused as soon as reading it passes `limit` bytes. A declared
+    Content-Length over the limit never gets here: BodyLimitMiddleware refuses it, by the
+    view's `body_limit`; a chunked body declares none."""
     if stream is None:
         return b""
     chunks, size = [], 0
@@ -90,6 +85,7 @@ class TicketIngestView(APIView):
 
     authentication_classes = ()
     permission_classes = ()
+    body_limit = "TICKET_MAX_BYTES"
 
     @extend_schema(
         operation_id="ticket_ingest",
@@ -143,7 +139,7 @@ class TicketIngestView(APIView):
                 BadSignature,
                 StaleSignature,
             ),
-            413: refusal("The body is larger than TICKET_MAX_BYTES.", TicketTooLarge),
+            413: refusal("The body is larger than TICKET_MAX_BYTES.", TicketTooLarge, TOO_LARGE),
             422: refusal(
                 "The Idempotency-Key was sent before with another body.", IdempotencyKeyReused
             ),
@@ -154,11 +150,7 @@ class TicketIngestView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        body = read_body(
-            body_stream(request),
-            declared_length=request.META.get("CONTENT_LENGTH"),
-            limit=settings.TICKET_MAX_BYTES,
-        )
+        body = read_body(body_stream(request), limit=settings.TICKET_MAX_BYTES)
         if not body:
             raise EmptyTicket()
         if settings.TICKET_WEBHOOK_SECRET:

@@ -61,7 +61,7 @@ def test_the_master_of_a_sales_slot_killed_mid_rush():
 
 def test_a_rush_and_a_burst_through_pgbouncer_with_more_clients_than_postgresql_allows():
     with scaled_out("faults_pgbouncer", pgbouncer=True) as (stack, engines):
-        bouncer, postgres = engines.pgbouncer, stack.cluster
+        bouncer, postgres = engines.pgbouncer, stack.postgres
         assert bouncer is not None
         assert postgres is not None
         # 2 instances x 2 processes x 8 threads, each thread with a connection of its own

@@ -50,8 +50,8 @@ def test_with_redis_killed_nothing_fails(stack, url):
 
 
 def test_with_postgresql_stopped_requests_that_need_it_are_503_with_retry_after(stack, url):
-    assert stack.cluster is not None
-    stack.cluster.stop()
+    assert stack.postgres is not None
+    stack.postgres.stop()
     answers = sweep(url, DOWN_PROBES, METHODS, concurrency=16)
     assert violations(answers, backend_down=True) == []
     checkout = answer(answers, "valid-looking fields", "POST", "/checkout")

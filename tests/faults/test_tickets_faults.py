@@ -46,16 +46,16 @@ def test_postgresql_stopped_mid_burst():
     with Stack("faults_pg", own_postgres=True) as stack:
         url = stack.start_web(workers=2)
         stack.start_worker()
-        assert stack.cluster is not None
+        assert stack.postgres is not None
         spooled_while_down: list[int] = []
 
         def outage() -> None:
-            assert stack.cluster is not None
+            assert stack.postgres is not None
             time.sleep(0.5)
-            stack.cluster.stop("immediate")
+            stack.postgres.stop("immediate")
             time.sleep(3)
             spooled_while_down.append(stack.spool_files())
-            stack.cluster.start()
+            stack.postgres.start()
 
         acknowledged = burst(url, 1500, seed=11, during=outage)
         assert spooled_while_down[0] > 0, "the outage was covered by the spool"

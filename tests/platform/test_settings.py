@@ -4,8 +4,12 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
+from pathlib import Path
 
 import pytest
+
+from testkit.stack import free_port, wait_for
 
 pytestmark = pytest.mark.smoke
 
@@ -157,3 +161,54 @@ def test_no_request_is_wrapped_in_a_transaction():
     from django.db import connections
 
     assert not [conn.alias for conn in connections.all() if conn.settings_dict["ATOMIC_REQUESTS"]]
+
+
+SERVER_VARS = ("APP_HOST", "APP_PORT", "APP_METRICS_PORT", "WEB_WORKERS", "WEB_THREADS")
+
+
+def launcher_environ(tmp_path: Path, env_file: str) -> dict[str, str]:
+    """The embedded default, with the server's variables in a `.env` file only."""
+    (tmp_path / ".env").write_text(env_file)
+    environ = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS + SERVER_VARS}
+    environ.update(
+        DJANGO_ENV_FILE=str(tmp_path / ".env"),
+        SQLITE_PATH=str(tmp_path / "db.sqlite3"),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+    )
+    return environ
+
+
+def test_the_port_in_the_env_file_is_the_one_served_and_the_one_printed(tmp_path):
+    port = free_port()
+    environ = launcher_environ(tmp_path, f"APP_PORT={port}\nWEB_WORKERS=1\nWEB_THREADS=2\n")
+    printed = subprocess.run(
+        [sys.executable, "-c", "from config.environment import server; print(server().url)"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert printed.stdout.strip() == f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "config.serve"],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(
+            lambda: urllib.request.urlopen(f"{printed.stdout.strip()}/ping", timeout=1), "serve"
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=40)
+
+
+def test_a_bad_server_value_in_the_env_file_stops_the_launcher_naming_it(tmp_path):
+    environ = launcher_environ(tmp_path, "APP_PORT=eighty\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "config.serve"], env=environ, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: APP_PORT='eighty'" in result.stderr

@@ -39,5 +39,5 @@ urlpatterns = [
     path("", include("config.urls")),
 ]
 
-handler404 = "core.errors.not_found"
-handler500 = "core.errors.server_error"
+handler404 = "core.handlers.not_found"
+handler500 = "core.handlers.server_error"

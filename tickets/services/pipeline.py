@@ -9,7 +9,7 @@ lines and catalogue updates (`tickets.catalogue`) are stored in the claim's tran
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -135,7 +135,8 @@ _PARSED_COLUMNS = (
 
 
 def _store_outcomes(tickets: list[Ticket]) -> dict[str, int]:
-    """Parse claimed tickets and write the results. Holds the claim's transaction."""
+    """Parse claimed tickets and write the results, counted by status. Holds the claim's
+    transaction."""
     now = timezone.now()
     results = {ticket.id: parse_ticket(bytes(ticket.raw)) for ticket in tickets}
     fingerprints = {
@@ -148,56 +149,75 @@ def _store_outcomes(tickets: list[Ticket]) -> dict[str, int]:
             status=Ticket.Status.PARSED, fingerprint__in=set(fingerprints.values())
         ).values_list("fingerprint", "id")
     )
-    orders: list[tuple[Any, ...]] = []
-    lines: list[tuple[Any, ...]] = []
-    sightings: list[Sighting] = []
+    rows = _Rows()
     outcome: dict[str, int] = {}
     for ticket in sorted(tickets, key=lambda t: (t.received_at, t.id)):
         result = results[ticket.id]
         ticket.parsed_at = now
-        if not isinstance(result, ParsedTicket):
+        if isinstance(result, ParsedTicket):
+            _accept(ticket, result, fingerprints[ticket.id], originals)
+            if ticket.status == Ticket.Status.PARSED:
+                rows.add(ticket, result)
+        else:
             ticket.status = Ticket.Status.REJECTED
             ticket.rejection_line = result.line
             ticket.rejection_reason = result.reason
-        else:
-            ticket.order_number = result.order
-            ticket.fingerprint = fingerprints[ticket.id]
-            ticket.anomalies = [vars(anomaly) for anomaly in result.anomalies]
-            ticket.unknown_headers = result.unknown_headers
-            original = originals.setdefault(ticket.fingerprint, ticket.id)
-            if original != ticket.id:
-                ticket.status = Ticket.Status.DUPLICATE
-                ticket.duplicate_of_id = original
-            else:
-                ticket.status = Ticket.Status.PARSED
-                orders.append(
-                    (ticket.id, result.order, result.vat, result.total, ticket.received_at)
-                )
-                lines.extend(
-                    (ticket.id, item.line, item.product_id, item.name, item.price)
-                    for item in result.lines
-                )
-                last_rows = {item.product_id: item for item in result.lines}
-                sightings.extend(
-                    Sighting(item.product_id, item.name, item.price, ticket.received_at, ticket.id)
-                    for item in last_rows.values()
-                )
         outcome[ticket.status] = outcome.get(ticket.status, 0) + 1
-
-    catalogue_record(sightings=sightings)
-    db = transaction.get_connection()
-    insert_rows(db, Order, ("ticket_id", "number", "vat", "total", "received_at"), orders)
-    insert_rows(db, OrderLine, ("order_id", "line", "product_id", "name", "price"), lines)
-    # Last: a concurrent parse of the same content makes this fail (or wait, then fail) on the
-    # parsed-once constraint, after every product lock this transaction needs is already held.
-    # The rows exist and are claimed: one statement updates them all.
-    update_rows(
-        db,
-        Ticket,
-        _PARSED_COLUMNS,
-        [tuple(getattr(ticket, column) for column in _PARSED_COLUMNS) for ticket in tickets],
-    )
+    rows.write(tickets)
     return outcome
+
+
+def _accept(
+    ticket: Ticket, parsed: ParsedTicket, fingerprint: str, originals: dict[str, UUID]
+) -> None:
+    """Parsed, or a duplicate of the first ticket parsed with the same content: `originals`
+    maps each fingerprint to that ticket, and a ticket with a new one joins it here."""
+    ticket.order_number = parsed.order
+    ticket.fingerprint = fingerprint
+    ticket.anomalies = [vars(anomaly) for anomaly in parsed.anomalies]
+    ticket.unknown_headers = parsed.unknown_headers
+    original = originals.setdefault(fingerprint, ticket.id)
+    if original != ticket.id:
+        ticket.status = Ticket.Status.DUPLICATE
+        ticket.duplicate_of_id = original
+    else:
+        ticket.status = Ticket.Status.PARSED
+
+
+@dataclass
+class _Rows:
+    """What a batch's parsed tickets add: their orders, order lines and catalogue sightings."""
+
+    orders: list[tuple[Any, ...]] = field(default_factory=list)
+    lines: list[tuple[Any, ...]] = field(default_factory=list)
+    sightings: list[Sighting] = field(default_factory=list)
+
+    def add(self, ticket: Ticket, parsed: ParsedTicket) -> None:
+        self.orders.append((ticket.id, parsed.order, parsed.vat, parsed.total, ticket.received_at))
+        self.lines.extend(
+            (ticket.id, item.line, item.product_id, item.name, item.price) for item in parsed.lines
+        )
+        last_rows = {item.product_id: item for item in parsed.lines}
+        self.sightings.extend(
+            Sighting(item.product_id, item.name, item.price, ticket.received_at, ticket.id)
+            for item in last_rows.values()
+        )
+
+    def write(self, tickets: list[Ticket]) -> None:
+        """These rows, then the tickets' outcomes, in the caller's transaction."""
+        catalogue_record(sightings=self.sightings)
+        db = transaction.get_connection()
+        insert_rows(db, Order, ("ticket_id", "number", "vat", "total", "received_at"), self.orders)
+        insert_rows(db, OrderLine, ("order_id", "line", "product_id", "name", "price"), self.lines)
+        # Last: a concurrent parse of the same content makes this fail (or wait, then fail) on
+        # the parsed-once constraint, after every product lock this transaction needs is already
+        # held. The rows exist and are claimed: one statement updates them all.
+        update_rows(
+            db,
+            Ticket,
+            _PARSED_COLUMNS,
+            [tuple(getattr(ticket, column) for column in _PARSED_COLUMNS) for ticket in tickets],
+        )
 
 
 def ticket_reprocess(*, ticket_id: UUID) -> Ticket:

@@ -30,6 +30,6 @@ class Command(BaseCommand):
             unlocked = reset()
             self.stdout.write(f"Lifted the login lockout ({unlocked} failed-login records).")
         self.stdout.write(
-            self.style.SUCCESS("Demo admin: http://127.0.0.1:%s%s  login admin / admin")
-            % (settings.APP_PORT, reverse("admin:index"))
+            self.style.SUCCESS(f"Demo admin: {settings.APP_URL}%s  login admin / admin")
+            % reverse("admin:index")
         )
