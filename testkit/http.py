@@ -18,11 +18,19 @@ class Client:
         self.conn = http.client.HTTPConnection(self.netloc, timeout=timeout)
 
     def request(
-        self, method: str, path: str, body: bytes | None = None, content_type: str = "text/plain"
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str = "text/plain",
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """The status and the JSON body; a connection the server closed while idle is opened
         again once, anything else raises (OSError or http.client.HTTPException)."""
-        headers = {"Content-Type": content_type} if body is not None else {}
+        headers = {
+            **({"Content-Type": content_type} if body is not None else {}),
+            **(headers or {}),
+        }
         for attempt in (1, 2):
             try:
                 self.conn.request(method, path, body=body, headers=headers)
@@ -35,8 +43,10 @@ class Client:
                     raise
         raise AssertionError("unreachable")
 
-    def post(self, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
-        return self.request("POST", path, body)
+    def post(
+        self, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        return self.request("POST", path, body, headers=headers)
 
 
 def run_threads(count: int, work: Callable[[int], None], *, timeout: float) -> None:

@@ -3,9 +3,10 @@
 Layout, in `settings.TICKET_SPOOL_DIR`:
 - `<pid>-<token>.seg`: the segment one process appends to. A record is written and fsynced under
   an exclusive `flock` before the ticket is acknowledged.
-- `*.sealed`: a segment a drainer took over. Sealing renames the segment under its lock; a writer
-  that opened the old name notices (its file is no longer at that path) and starts a new one, so
-  nothing is ever appended to a file being drained.
+- `<pid>-<token>.sealed`: a segment a drainer took over. Sealing renames the segment under its
+  lock; a writer that opened the old name notices (its file is no longer at that path) and
+  creates a segment under a new name. So nothing is ever appended to a file being drained, and a
+  name (less its suffix) stands for one file from its creation to its removal.
 - `drain.lock`: held by the one drainer at work; another drainer returns at once.
 
 A record is `MAGIC, meta length, body length, CRC32` then the JSON meta and the raw body. Each
@@ -13,18 +14,27 @@ record carries the ticket id handed to the sender, and the store callback insert
 conflict do nothing", so a record stored twice (a drainer that died between the commit and the
 unlink) is still one ticket. A record cut short (a process killed mid-write, never acknowledged)
 ends the readable part of its file; the file is kept as `*.damaged` for an operator.
+
+Looking up a key and counting the waiting records cost the same on the last ticket of an outage
+as on the first: each process keeps an index of the waiting files, each known by its name less
+its suffix (per file: its records' keys, their count, and how far it has been read), reads on
+each look only what was appended since the last, and forgets the files a drain removed. A record
+another process is still writing is read on a later look; a sealed file, which no longer
+changes, is read to its end once.
 """
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
 import struct
+import threading
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -54,8 +64,17 @@ def _directory() -> Path:
     return Path(settings.TICKET_SPOOL_DIR)
 
 
+def _new_segment() -> str:
+    """A segment for this process: created here, and only here, so that a sealed name is never
+    created again by a writer that still had it."""
+    _directory().mkdir(parents=True, exist_ok=True)
+    name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}.seg"
+    os.close(os.open(_directory() / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return name
+
+
 # This process's segment: a forked child makes its own.
-_segment = PerProcess(lambda: f"{os.getpid()}-{uuid.uuid4().hex[:12]}.seg")
+_segment = PerProcess(_new_segment)
 
 
 def _encode(ticket: SpooledTicket) -> bytes:
@@ -74,14 +93,18 @@ def append(ticket: SpooledTicket) -> None:
     """Durably append one ticket: when this returns, the record is on disk."""
     record = _encode(ticket)
     try:
-        _directory().mkdir(parents=True, exist_ok=True)
         while True:
             path = _directory() / _segment.get()
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            except FileNotFoundError:  # sealed by a drainer since this process last wrote
+                _segment.reset()
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                if not _still_at(fd, path):
-                    continue  # sealed by a drainer between our open and our lock
+                if not _still_at(fd, path):  # sealed between our open and our lock
+                    _segment.reset()
+                    continue
                 _write(fd, record)
                 return
             finally:
@@ -120,9 +143,11 @@ def _fsync_directory() -> None:
         os.close(fd)
 
 
-def _read(path: Path) -> Iterator[SpooledTicket]:
-    """The records of a file, in order; raises `_Damaged` where a record can't be read."""
-    with path.open("rb") as file:
+def _read(path: str | Path, start: int = 0) -> Iterator[tuple[int, SpooledTicket]]:
+    """The records of a file from byte `start`, in order, each with the offset where it ends;
+    raises `_Damaged` where a record can't be read (or is still being written)."""
+    with open(path, "rb") as file:
+        file.seek(start)
         while True:
             offset = file.tell()
             head = file.read(_HEAD.size)
@@ -137,11 +162,14 @@ def _read(path: Path) -> Iterator[SpooledTicket]:
             if len(payload) != meta_length + body_length or zlib.crc32(payload) != crc:
                 raise _Damaged(offset)
             meta = json.loads(payload[:meta_length])
-            yield SpooledTicket(
-                id=uuid.UUID(meta["id"]),
-                received_at=datetime.fromisoformat(meta["received_at"]),
-                idempotency_key=meta["idempotency_key"],
-                body=payload[meta_length:],
+            yield (
+                file.tell(),
+                SpooledTicket(
+                    id=uuid.UUID(meta["id"]),
+                    received_at=datetime.fromisoformat(meta["received_at"]),
+                    idempotency_key=meta["idempotency_key"],
+                    body=payload[meta_length:],
+                ),
             )
 
 
@@ -157,33 +185,79 @@ def pending() -> bool:
         return False
 
 
-def find(idempotency_key: str) -> SpooledTicket | None:
+@dataclass(frozen=True)
+class Waiting:
+    """A keyed ticket waiting in the spool, as its index keeps it: enough to answer a retry."""
+
+    id: uuid.UUID
+    received_at: datetime
+    sha256: str
+
+
+@dataclass
+class _Indexed:
+    """One waiting file as far as this process has read it."""
+
+    offset: int = 0
+    records: int = 0
+    keys: dict[str, Waiting] = field(default_factory=dict)
+    final: bool = False  # sealed, and read to its end
+
+
+class _Index:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._files: dict[str, _Indexed] = {}
+
+    def files(self) -> list[_Indexed]:
+        """Every waiting file, read up to its last complete record, in name order."""
+        with self._lock:
+            try:
+                entries = sorted(os.scandir(_directory()), key=lambda entry: entry.name)
+            except FileNotFoundError:
+                entries = []
+            known, self._files = self._files, {}
+            for entry in entries:
+                name, _, suffix = entry.name.rpartition(".")
+                if suffix in ("seg", "sealed"):
+                    self._files[name] = indexed = known.get(name) or _Indexed()
+                    if not indexed.final:
+                        _follow(entry.path, indexed, sealed=suffix == "sealed")
+            return list(self._files.values())
+
+
+def _follow(path: str, indexed: _Indexed, *, sealed: bool) -> None:
+    """Read what was appended to the file since `indexed` was last brought up to date."""
+    try:
+        if not sealed and os.stat(path).st_size == indexed.offset:
+            return
+        for end, ticket in _read(path, indexed.offset):
+            indexed.offset, indexed.records = end, indexed.records + 1
+            if ticket.idempotency_key is not None:
+                indexed.keys.setdefault(
+                    ticket.idempotency_key,
+                    Waiting(ticket.id, ticket.received_at, hashlib.sha256(ticket.body).hexdigest()),
+                )
+    except (_Damaged, FileNotFoundError):
+        pass  # a record being written (read it next time), or a file sealed or drained meanwhile
+    indexed.final = sealed
+
+
+# This process's index of the spool: losing it costs one read of every waiting file.
+_index = PerProcess(_Index)
+
+
+def find(idempotency_key: str) -> Waiting | None:
     """The waiting ticket sent with this key, if this host's spool holds one."""
-    for path in _waiting():
-        try:
-            for ticket in _read(path):
-                if ticket.idempotency_key == idempotency_key:
-                    return ticket
-        except (_Damaged, FileNotFoundError):
-            continue
+    for indexed in _index.get().files():
+        if idempotency_key in indexed.keys:
+            return indexed.keys[idempotency_key]
     return None
 
 
 def depth() -> int:
     """Records waiting in the spool (a damaged file counts its readable records)."""
-    count = 0
-    for path in _waiting():
-        try:
-            count += sum(1 for _ in _read(path))
-        except (_Damaged, FileNotFoundError):
-            continue
-    return count
-
-
-def _waiting() -> list[Path]:
-    if not _directory().is_dir():
-        return []
-    return sorted([*_directory().glob("*.seg"), *_directory().glob("*.sealed")])
+    return sum(indexed.records for indexed in _index.get().files())
 
 
 @contextmanager
@@ -206,7 +280,7 @@ def _seal(path: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # waits for an append in flight
         if _still_at(fd, path):
-            os.rename(path, path.with_name(f"{path.stem}-{uuid.uuid4().hex[:8]}.sealed"))
+            os.rename(path, path.with_suffix(".sealed"))
     finally:
         os.close(fd)
 
@@ -221,26 +295,34 @@ def drain(store: Callable[[list[SpooledTicket]], None], *, chunk: int = 500) -> 
     with _drain_lock() as acquired:
         if not acquired:
             return None
+        # What an earlier drain sealed goes first, and segments are sealed only once it is gone:
+        # while the database is down, each attempt fails on its first store and seals nothing,
+        # so an outage leaves one set of sealed files instead of a new set per attempt.
+        handed = _hand_over_sealed(store, chunk)
         for path in sorted(_directory().glob("*.seg")):
             _seal(path)
-        handed = 0
-        for path in sorted(_directory().glob("*.sealed")):
-            batch: list[SpooledTicket] = []
-            try:
-                for ticket in _read(path):
-                    batch.append(ticket)
-                    if len(batch) == chunk:
-                        store(batch)
-                        handed, batch = handed + len(batch), []
-            except _Damaged as exc:
-                logger.error("spool file %s is damaged: %s; kept as .damaged", path.name, exc)
-                if batch:
+        return handed + _hand_over_sealed(store, chunk)
+
+
+def _hand_over_sealed(store: Callable[[list[SpooledTicket]], None], chunk: int) -> int:
+    handed = 0
+    for path in sorted(_directory().glob("*.sealed")):
+        batch: list[SpooledTicket] = []
+        try:
+            for _, ticket in _read(path):
+                batch.append(ticket)
+                if len(batch) == chunk:
                     store(batch)
-                    handed += len(batch)
-                path.rename(path.with_suffix(".damaged"))
-                continue
+                    handed, batch = handed + len(batch), []
+        except _Damaged as exc:
+            logger.error("spool file %s is damaged: %s; kept as .damaged", path.name, exc)
             if batch:
                 store(batch)
                 handed += len(batch)
-            path.unlink()
-        return handed
+            path.rename(path.with_suffix(".damaged"))
+            continue
+        if batch:
+            store(batch)
+            handed += len(batch)
+        path.unlink()
+    return handed

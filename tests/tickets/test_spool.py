@@ -1,5 +1,8 @@
+import contextlib
+import hashlib
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -13,6 +16,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from core.process import reset_all
 from testkit.http import run_threads
 from testkit.tickets import SAMPLE, ticket_bytes
 from tickets import services, spool
@@ -149,6 +153,93 @@ def test_a_second_drainer_steps_aside_while_one_is_at_work():
     inner: list[int | None] = []
     spool.drain(lambda batch: inner.append(spool.drain(lambda _: None)))
     assert inner == [None]
+
+
+def waiting(item: spool.SpooledTicket) -> spool.Waiting:
+    return spool.Waiting(item.id, item.received_at, hashlib.sha256(item.body).hexdigest())
+
+
+def full_scan(spool_dir: Path) -> tuple[int, dict[str, spool.Waiting]]:
+    """What the index must answer, the slow way: every record of every waiting file."""
+    count, keys = 0, dict[str, spool.Waiting]()
+    for path in sorted([*spool_dir.glob("*.seg"), *spool_dir.glob("*.sealed")]):
+        with contextlib.suppress(spool._Damaged):
+            for _, item in spool._read(path):
+                count += 1
+                if item.idempotency_key is not None:
+                    keys.setdefault(item.idempotency_key, waiting(item))
+    return count, keys
+
+
+def assert_index_reads_as_a_full_scan(spool_dir: Path, keys: list[str]) -> None:
+    count, waiting = full_scan(spool_dir)
+    assert spool.depth() == count
+    assert {key: spool.find(key) for key in keys} == {key: waiting.get(key) for key in keys}
+
+
+@pytest.mark.smoke
+def test_a_key_spooled_before_a_restart_or_by_another_process_is_found():
+    first, second = record(key="till-1-0001"), record(key="till-1-0002")
+    spool.append(first)
+    assert spool.find("till-1-0001") == waiting(first)
+    reset_all()  # a new process, which never saw the append
+    assert spool.find("till-1-0001") == waiting(first)
+    spool.append(second)  # to a segment of this process's own, beside the first one's
+    reset_all()
+    assert spool.depth() == 2
+    assert [spool.find("till-1-0001"), spool.find("till-1-0002")] == [
+        waiting(first),
+        waiting(second),
+    ]
+
+
+@pytest.mark.smoke
+def test_after_a_drain_the_index_forgets_what_was_stored():
+    spool.append(record(key="till-1-0001"))
+    assert spool.depth() == 1
+    spool.drain(lambda batch: None)
+    assert (spool.depth(), spool.find("till-1-0001")) == (0, None)
+    again = record(key="till-1-0001")
+    spool.append(again)
+    assert (spool.depth(), spool.find("till-1-0001")) == (1, waiting(again))
+
+
+@pytest.mark.smoke
+def test_the_index_answers_as_a_full_scan_whatever_the_processes_do(spool_dir):
+    """A seeded random sequence of what happens to a spool: this process appends; another
+    process appends to its own segment, leaving a record half-written for a while; drains that
+    seal and then fail, drains that succeed; restarts. After each step, the index counts and
+    finds what reading every record finds."""
+    rng = random.Random(16)
+    keys = [f"till-{n}" for n in range(40)]
+    other, half = spool_dir / "99999-other.seg", b""
+
+    def fail(batch: list[spool.SpooledTicket]) -> None:
+        raise ConnectionError("the database is still down")
+
+    for step in range(400):
+        action = rng.choice(["append", "append", "other", "other", "seal", "drain", "restart"])
+        if action == "append":
+            spool.append(record(key=rng.choice([*keys, None])))
+        elif action == "other":
+            if not other.exists():  # sealed: the other process starts a segment of its own
+                other, half = spool_dir / f"99999-other{step}.seg", b""
+            data = half or spool._encode(record(key=rng.choice(keys)))
+            cut = rng.choice([len(data), rng.randrange(len(data))])
+            spool_dir.mkdir(exist_ok=True)
+            with other.open("ab") as file:
+                file.write(data[:cut])
+            half = data[cut:]
+        elif half:
+            continue  # a seal waits for the other process's append to end (its lock)
+        elif action == "seal":
+            with contextlib.suppress(ConnectionError):
+                spool.drain(fail)
+        elif action == "drain":
+            spool.drain(lambda batch: None)
+        else:
+            reset_all()
+        assert_index_reads_as_a_full_scan(spool_dir, keys)
 
 
 def closed_port() -> int:

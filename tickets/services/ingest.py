@@ -104,10 +104,10 @@ def ticket_ingest(*, body: bytes, idempotency_key: str | None = None) -> Receipt
     """
     ticket_id, received_at = new_ticket_id(), timezone.now()
     sha256 = hashlib.sha256(body).hexdigest()
-    if idempotency_key is not None and spool.pending():
+    if idempotency_key is not None:
         spooled = spool.find(idempotency_key)
         if spooled is not None:
-            if spooled.body != body:
+            if spooled.sha256 != sha256:
                 raise IdempotencyKeyReused()
             return Receipt(id=spooled.id, received_at=spooled.received_at, spooled=True)
     breaker = _breaker.get()
