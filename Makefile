@@ -94,9 +94,9 @@ audit: install  ## known vulnerabilities in the pinned runtime dependencies (nee
 
 .PHONY: locust loadtest bench
 
-locust: install  ## locust web UI on 127.0.0.1:8089 against LOCUST_HOST (default http://127.0.0.1:8000)
+locust: install  ## locust web UI on 127.0.0.1:LOCUST_WEB_PORT (8089) against LOCUST_HOST (http://127.0.0.1:8000)
 	$(BIN)/locust -f loadtests/locustfile.py --host $${LOCUST_HOST:-http://127.0.0.1:8000} \
-		--web-host 127.0.0.1 --web-port 8089 --class-picker $(LOCUST_ARGS)
+		--web-host $${LOCUST_WEB_HOST:-127.0.0.1} --web-port $${LOCUST_WEB_PORT:-8089} --class-picker $(LOCUST_ARGS)
 
 loadtest: install  ## headless locust on its own stack (LOADTEST_USERS, _SPAWN_RATE, _DURATION), then the invariants
 	$(BIN)/python -m loadtests.loadtest
