@@ -5,8 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 
-# The test suite talks to the real PostgreSQL and Redis of this machine. pytest-django creates its
-# own database (test_<name>) and the suite uses its own Redis db index.
+# The test suite talks to the PostgreSQL and Redis of this machine, or to throw-away ones that
+# testkit/services.py starts when none answers there. pytest-django creates its own database
+# (test_<name>) and the suite uses its own Redis db index.
 TEST_ENV := DJANGO_ENV_FILE=/dev/null DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} \
 	REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/9} \
 	CELERY_BROKER_URL=memory:// \
@@ -60,8 +61,8 @@ worker: install-runtime  ## a Celery worker
 beat: install-runtime  ## Celery beat (opens the hourly sale)
 	$(BIN)/celery -A config beat --loglevel=INFO --schedule var/celerybeat-schedule
 
-test: install  ## the whole suite on PostgreSQL and Redis, then its smoke part on the embedded default
-	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+test: install  ## the whole suite on PostgreSQL and Redis (throw-away ones if none answers), then its smoke part on the embedded default
+	$(TEST_ENV) $(BIN)/python -m testkit.services $(BIN)/pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-smoke
 
 test-smoke: install  ## the smoke tests with no variable set: SQLite, no Redis, no broker

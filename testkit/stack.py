@@ -75,6 +75,23 @@ class RedisServer:
             self.process = None
 
 
+def postgres_bin() -> Path:
+    """Where initdb and pg_ctl are: pg_config's answer, or else (a server installed without the
+    development files) the newest of Debian's /usr/lib/postgresql/<version>/bin."""
+    if shutil.which("pg_config"):
+        bindir = subprocess.run(
+            ["pg_config", "--bindir"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        if (Path(bindir) / "initdb").exists():
+            return Path(bindir)
+    installed = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3])
+    )
+    if not installed:
+        raise RuntimeError("no PostgreSQL server binaries (initdb): install PostgreSQL")
+    return installed[-1].parent
+
+
 class Cluster:
     """A PostgreSQL cluster of the run's own (initdb into a temporary directory, a spare port),
     which a fault run may stop and start at will."""
@@ -84,10 +101,7 @@ class Cluster:
         self.port = free_port()
         self.admin_url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
         self.max_connections = 200
-        bindir = subprocess.run(
-            ["pg_config", "--bindir"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        self.bin = Path(bindir)
+        self.bin = postgres_bin()
         # PostgreSQL refuses to run as root: run it as the account that owns the installation.
         self.user = pwd.getpwuid((self.bin / "postgres").stat().st_uid).pw_name
         if os.geteuid() == 0 and self.user == "root":
