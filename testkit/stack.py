@@ -266,6 +266,7 @@ class Stack(Running):
         threads: int = 16,
         port: int | None = None,
         server: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> str:
         """A web server (`granian` or `gunicorn`, default `WEB_SERVER` or granian) on a spare
         port, run as `make serve` or `make serve-gunicorn` runs it; returns its base URL once
@@ -287,6 +288,7 @@ class Stack(Running):
                 "WEB_WORKERS": str(workers),
                 "WEB_THREADS": str(threads),
                 "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+                **(env or {}),
             },
         )
         url = f"http://127.0.0.1:{port}"
@@ -294,7 +296,9 @@ class Stack(Running):
         self.ports.append(port)
         return url
 
-    def start_worker(self, name: str = "worker", concurrency: int = 1) -> None:
+    def start_worker(
+        self, name: str = "worker", concurrency: int = 1, env: dict[str, str] | None = None
+    ) -> None:
         """A Celery worker; returns once it is consuming."""
         self.spawn(
             name,
@@ -302,6 +306,7 @@ class Stack(Running):
                 str(self.bin / "celery"), "-A", "config", "worker", "--loglevel=INFO",
                 f"--concurrency={concurrency}", "-n", f"{name}@%h",
             ],
+            env,
         )  # fmt: skip
 
         def consuming() -> None:
