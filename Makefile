@@ -5,8 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 
-# The test suite talks to the real PostgreSQL and Redis of this machine. pytest-django creates its
-# own database (test_<name>) and the suite uses its own Redis db index.
+# The test suite talks to the PostgreSQL and Redis of this machine, or to throw-away ones that
+# testkit/services.py starts when none answers there. pytest-django creates its own database
+# (test_<name>) and the suite uses its own Redis db index.
 TEST_ENV := DJANGO_ENV_FILE=/dev/null DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} \
 	REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/9} \
 	CELERY_BROKER_URL=memory:// \
@@ -60,8 +61,8 @@ worker: install-runtime  ## a Celery worker
 beat: install-runtime  ## Celery beat (opens the hourly sale)
 	$(BIN)/celery -A config beat --loglevel=INFO --schedule var/celerybeat-schedule
 
-test: install  ## the whole suite on PostgreSQL and Redis, then its smoke part on the embedded default
-	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+test: install  ## the whole suite on PostgreSQL and Redis (throw-away ones if none answers), then its smoke part on the embedded default
+	$(TEST_ENV) $(BIN)/python -m testkit.services $(BIN)/pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-smoke
 
 test-smoke: install  ## the smoke tests with no variable set: SQLite, no Redis, no broker
@@ -94,9 +95,9 @@ audit: install  ## known vulnerabilities in the pinned runtime dependencies (nee
 
 .PHONY: locust loadtest bench
 
-locust: install  ## locust web UI on 127.0.0.1:8089 against LOCUST_HOST (default http://127.0.0.1:8000)
+locust: install  ## locust web UI on 127.0.0.1:LOCUST_WEB_PORT (8089) against LOCUST_HOST (http://127.0.0.1:8000)
 	$(BIN)/locust -f loadtests/locustfile.py --host $${LOCUST_HOST:-http://127.0.0.1:8000} \
-		--web-host 127.0.0.1 --web-port 8089 --class-picker $(LOCUST_ARGS)
+		--web-host $${LOCUST_WEB_HOST:-127.0.0.1} --web-port $${LOCUST_WEB_PORT:-8089} --class-picker $(LOCUST_ARGS)
 
 loadtest: install  ## headless locust on its own stack (LOADTEST_USERS, _SPAWN_RATE, _DURATION), then the invariants
 	$(BIN)/python -m loadtests.loadtest

@@ -13,6 +13,7 @@ finish its in-flight requests for up to `WORKERS_KILL_TIMEOUT` seconds before ki
 purchase is one database transaction, so even a killed worker leaves it whole or absent.
 """
 
+import logging
 import os
 import shutil
 import tempfile
@@ -51,6 +52,22 @@ def serve_metrics_port() -> None:
         start_http_server(listen.metrics_port, addr=listen.host, registry=registry)
 
 
+class _ThreadCountChosen(logging.Filter):
+    """Granian warns when a worker may run more threads than twice the cores. Those threads
+    wait on PostgreSQL and Redis, not on the CPU, and WEB_THREADS is the setting to change
+    (README "Performance"), so the warning only puzzles whoever starts the server."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Python threads" not in record.getMessage()
+
+
+def announce(host: str, port: int) -> None:
+    """The address first, as the server bound it, so that `make run` ends on something to open."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 (read, not bound)
+    on = f" (all interfaces: {host})" if shown != host else ""
+    print(f"Serving on http://{shown}:{port}/{on}; Ctrl-C stops", flush=True)
+
+
 def main() -> None:
     metrics_dir()  # before the workers start: they inherit the variable
     listen = environment.server()
@@ -65,9 +82,11 @@ def main() -> None:
         backlog=2048,
         respawn_failed_workers=True,
         workers_kill_timeout=WORKERS_KILL_TIMEOUT,
-        # The request middleware logs failed and slow requests itself.
+        # The request middleware writes the request lines (config/settings.py LOGGING).
         log_level=LogLevels.warning,
     )
+    logging.getLogger("_granian").addFilter(_ThreadCountChosen())
+    server.on_startup(lambda: announce(listen.host, listen.port))
     server.on_startup(serve_metrics_port)
     server.serve()
 

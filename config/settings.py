@@ -6,6 +6,7 @@ the code paths are the same, only the backends differ. A bad value stops start-u
 `ImproperlyConfigured` naming the variable.
 """
 
+import logging
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -369,9 +370,21 @@ if not EMBEDDED and not DEBUG:
     SECURE_HSTS_PRELOAD = True
 
 LOG_FORMAT = env.str("LOG_FORMAT", "text" if EMBEDDED else "json")
+LOG_LEVEL = env.str("LOG_LEVEL", "INFO").upper()
+
+
+def _as_one_line_warning(record: logging.LogRecord) -> bool:
+    """A Host header outside ALLOWED_HOSTS is the client's mistake (or a scanner's), answered
+    400; Django logs it at ERROR with a traceback, which reads as a crash of the service."""
+    record.levelno, record.levelname = logging.WARNING, "WARNING"
+    record.exc_info, record.exc_text = None, None
+    return True
+
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"one_line_warning": {"()": lambda: _as_one_line_warning}},
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {
@@ -380,9 +393,16 @@ LOGGING = {
         },
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # The request middleware logs every request at DEBUG, failed and slow ones at WARNING:
+        # the embedded default, one developer's server, shows every request; production, at a
+        # thousand requests a second, only those unless LOG_LEVEL=DEBUG.
+        "requests": {
+            "level": "DEBUG" if EMBEDDED and LOG_LEVEL in ("DEBUG", "INFO") else LOG_LEVEL
+        },
         "django.request": {"level": "ERROR"},
+        "django.security.DisallowedHost": {"filters": ["one_line_warning"]},
         "django.server": {"level": "WARNING"},
         # Tasks run inside the request on the embedded default: a line per task is noise there.
         **({"celery.app.trace": {"level": "WARNING"}} if CELERY_TASK_ALWAYS_EAGER else {}),

@@ -71,8 +71,8 @@ def main() -> int:
     with Stack("spool_outage", own_postgres=True) as stack:
         url = stack.start_web(workers=args.web_workers)
         stack.start_worker()
-        assert stack.cluster is not None
-        stack.cluster.stop("immediate")
+        assert stack.postgres is not None
+        stack.postgres.stop("immediate")
         started, acks, statuses = send(url, bodies, args.concurrency)
         print(f"answers {statuses}; spool files {stack.spool_files()}", flush=True)
     if len(acks) != args.requests:

@@ -75,6 +75,23 @@ class RedisServer:
             self.process = None
 
 
+def postgres_bin() -> Path:
+    """Where initdb and pg_ctl are: pg_config's answer, or else (a server installed without the
+    development files) the newest of Debian's /usr/lib/postgresql/<version>/bin."""
+    if shutil.which("pg_config"):
+        bindir = subprocess.run(
+            ["pg_config", "--bindir"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        if (Path(bindir) / "initdb").exists():
+            return Path(bindir)
+    installed = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3])
+    )
+    if not installed:
+        raise RuntimeError("no PostgreSQL server binaries (initdb): install PostgreSQL")
+    return installed[-1].parent
+
+
 class Postgres:
     """A PostgreSQL server of the run's own (initdb into a temporary directory, a spare port),
     which a fault run may stop and start at will."""
@@ -84,10 +101,7 @@ class Postgres:
         self.port = free_port()
         self.admin_url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
         self.max_connections = 200
-        bindir = subprocess.run(
-            ["pg_config", "--bindir"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        self.bin = Path(bindir)
+        self.bin = postgres_bin()
         # PostgreSQL refuses to run as root: run it as the account that owns the installation.
         self.user = pwd.getpwuid((self.bin / "postgres").stat().st_uid).pw_name
         if os.geteuid() == 0 and self.user == "root":
@@ -252,6 +266,7 @@ class Stack(Running):
         threads: int = 16,
         port: int | None = None,
         server: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> str:
         """A web server (`granian` or `gunicorn`, default `WEB_SERVER` or granian) on a spare
         port, run as `make serve` or `make serve-gunicorn` runs it; returns its base URL once
@@ -273,6 +288,7 @@ class Stack(Running):
                 "WEB_WORKERS": str(workers),
                 "WEB_THREADS": str(threads),
                 "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+                **(env or {}),
             },
         )
         url = f"http://127.0.0.1:{port}"
@@ -280,7 +296,9 @@ class Stack(Running):
         self.ports.append(port)
         return url
 
-    def start_worker(self, name: str = "worker", concurrency: int = 1) -> None:
+    def start_worker(
+        self, name: str = "worker", concurrency: int = 1, env: dict[str, str] | None = None
+    ) -> None:
         """A Celery worker; returns once it is consuming."""
         self.spawn(
             name,
@@ -288,6 +306,7 @@ class Stack(Running):
                 str(self.bin / "celery"), "-A", "config", "worker", "--loglevel=INFO",
                 f"--concurrency={concurrency}", "-n", f"{name}@%h",
             ],
+            env,
         )  # fmt: skip
 
         def consuming() -> None:
