@@ -249,12 +249,12 @@ def test_web_killed_while_postgresql_is_down_then_the_worker_killed_draining(
     stack_with_own_postgres, rng
 ):
     stack = stack_with_own_postgres
-    assert stack.cluster is not None
+    assert stack.postgres is not None
     web = Web(stack)
-    stack.cluster.stop("immediate")
+    stack.postgres.stop("immediate")
     acknowledged = burst_with_kills(stack, web, rng, seed=23)
     assert stack.spool_files() > 0, "the burst was spooled"
-    stack.cluster.start()
+    stack.postgres.start()
     for n in range(KILLS // 2):  # the drain and the parse batches, killed as they go
         stack.start_worker(f"worker-{n}")
         time.sleep(rng.uniform(0.5, 2.0))
