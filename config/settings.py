@@ -40,6 +40,21 @@ def _positive(name: str, default: int) -> int:
     return int(value)
 
 
+def _whole(name: str, default: int) -> int:
+    value = _read(name, int, default)
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must be zero or more, got {value}")
+    return int(value)
+
+
+def _share(name: str, default: int) -> float:
+    """A percentage, 0 to 100, as a fraction."""
+    value = _read(name, int, default)
+    if not 0 <= value <= 100:
+        raise ImproperlyConfigured(f"{name} must be a percentage from 0 to 100, got {value}")
+    return float(value) / 100
+
+
 def _rate(name: str, default: str) -> tuple[int, int] | None:
     """`30/10s` is 30 requests per 10 seconds (units s, m, h); `off` is no limit."""
     value = env.str(name, default).strip().lower()
@@ -160,6 +175,7 @@ MIDDLEWARE = [
     "core.middleware.RequestMetricsMiddleware",
     "core.errors.ErrorShapeMiddleware",
     "core.middleware.BodyLimitMiddleware",
+    "core.admission.AdmissionMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -288,6 +304,25 @@ RATE_LIMITS = {
 # Bodies of API requests are a few fields; the webhook enforces TICKET_MAX_BYTES itself.
 API_MAX_BODY_BYTES = _positive("API_MAX_BODY_BYTES", 64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+
+# Admission control of checkout and purchase (core/admission.py, README "Admission"): per web
+# process, at most a limit of requests inside, between MIN and MAX, adapted to keep their mean
+# latency within the target; a queue of QUEUE before it, waited in for MAX_WAIT at most; a share
+# of both reserved for purchases and returning buyers; busy answers counted per minute.
+ADMISSION = {
+    "enabled": _read("ADMISSION", bool, True),
+    "max_limit": _positive("ADMISSION_MAX_LIMIT", 16),
+    "min_limit": _positive("ADMISSION_MIN_LIMIT", 2),
+    "target": _positive("ADMISSION_TARGET_MS", 100) / 1000,
+    "queue": _whole("ADMISSION_QUEUE", 32),
+    "max_wait": _positive("ADMISSION_MAX_WAIT_MS", 200) / 1000,
+    "reserve": _share("ADMISSION_RESERVE_PERCENT", 20),
+    "token_ttl": _positive("ADMISSION_TOKEN_TTL_SECONDS", 30),
+    "max_retry_after": _positive("ADMISSION_MAX_RETRY_AFTER", 30),
+    "flush": _positive("ADMISSION_FLUSH_SECONDS", 5),
+}
+if ADMISSION["min_limit"] > ADMISSION["max_limit"]:
+    raise ImproperlyConfigured("ADMISSION_MIN_LIMIT must not exceed ADMISSION_MAX_LIMIT")
 
 # A request slower than this is logged at WARNING, as is every 5xx; at DEBUG, every request.
 SLOW_REQUEST_SECONDS = _positive("SLOW_REQUEST_MS", 1000) / 1000

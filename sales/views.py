@@ -11,11 +11,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.admission import Gate
 from core.errors import refusal_for
 from core.inputs import request_fields, request_fields_as_sent
 from core.middleware import body_within_limit
 from core.ratelimit import RateLimit, request_value
 from core.schema import (
+    ADMISSION_PARAMETERS,
+    BUSY,
     INVALID_REQUEST,
     MALFORMED_JSON,
     METHOD_NOT_ALLOWED,
@@ -80,6 +83,7 @@ class CheckoutView(APIView):
     checkout."""
 
     throttle_classes = (CheckoutRateLimit,)
+    admission = Gate("checkout", buyer="user_id")
 
     @extend_schema(
         summary="Reserve an item",
@@ -100,6 +104,7 @@ class CheckoutView(APIView):
                 description="The item to reserve (`item_id` is accepted as an alias).",
                 examples=[OpenApiExample("an item", value=1)],
             ),
+            *ADMISSION_PARAMETERS,
         ],
         request={
             "application/json": CheckoutInput,
@@ -124,6 +129,7 @@ class CheckoutView(APIView):
             429: refusal(
                 "Too many requests for this buyer or address; see Retry-After.", RATE_LIMITED
             ),
+            503: BUSY,
         },
     )
     def post(self, request: Request) -> Response:
@@ -167,6 +173,7 @@ class CheckoutView(APIView):
 
 class PurchaseView(APIView):
     throttle_classes = (PurchaseRateLimit,)
+    admission = Gate("purchase", buyer="code", priority=True)
 
     @extend_schema(
         summary="Buy a reserved item",
@@ -178,7 +185,8 @@ class PurchaseView(APIView):
                 {"type": "string", "pattern": CODE_PATTERN},
                 description="The code a checkout answered.",
                 examples=[OpenApiExample("a code", value="Vb0qX3mX3cXQk5c2Gk8Xyw")],
-            )
+            ),
+            *ADMISSION_PARAMETERS,
         ],
         request={
             "application/json": PurchaseInput,
@@ -199,6 +207,7 @@ class PurchaseView(APIView):
             429: refusal(
                 "Too many requests for this code or address; see Retry-After.", RATE_LIMITED
             ),
+            503: BUSY,
         },
     )
     def post(self, request: Request) -> Response:
