@@ -56,9 +56,14 @@ def main() -> None:
         address=os.environ.get("APP_HOST", "127.0.0.1"),
         port=int(os.environ.get("APP_PORT", "8000")),
         workers=int(os.environ.get("WEB_WORKERS", "2")),
-        blocking_threads=int(os.environ.get("WEB_THREADS", "16")),
+        blocking_threads=int(os.environ.get("WEB_THREADS", "64")),
         websockets=False,
-        backlog=2048,
+        # A rush opens thousands of connections: the kernel's listen queue as deep as
+        # net.core.somaxconn allows, and granian's per-worker cap on the connections it holds
+        # (one permit per open connection) far above them, so that a new arrival is accepted
+        # and answered, admitted or busy (README "Admission").
+        backlog=int(os.environ.get("WEB_BACKLOG", "4096")),
+        backpressure=int(os.environ.get("WEB_MAX_CONNECTIONS", "16384")),
         respawn_failed_workers=True,
         workers_kill_timeout=WORKERS_KILL_TIMEOUT,
         # The request middleware logs failed and slow requests itself.

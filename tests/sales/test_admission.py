@@ -7,9 +7,11 @@ ignored, so its request is a newcomer's and is turned away like one.
 """
 
 import pytest
+from django.test import Client
 
 from core import admission
 from sales.models import AdmissionMinute, CheckoutAttempt
+from sales.selectors import sale_report
 
 pytestmark = pytest.mark.django_db
 
@@ -130,3 +132,19 @@ def test_a_token_in_a_json_body_request_names_the_buyer_of_the_body(
         "/checkout", {"user_id": "alice", "id": item.pk}, format="json", HTTP_ADMISSION_TOKEN=token
     )
     assert response.status_code == 201
+
+
+def test_sale_report_and_the_dashboard_show_the_demand_turned_away(
+    api, open_sale, crowded, django_user_model
+):
+    sale = open_sale()
+    for user in ("alice", "bob"):
+        assert checkout(api, user, sale.items.first().pk).status_code == 503
+    admission.tally().flush()
+    report = sale_report(sale=sale)
+    assert report["admission"] == {"checkout": {"admitted": 0, "turned_away": 2}}
+    operator = Client()
+    operator.force_login(django_user_model.objects.create_superuser("boss", password="pw"))
+    page = operator.get("/admin/").content.decode()
+    assert 'data-figure="admission-checkout">0 / 2<' in page
+    assert 'data-figure="admission-limit">4<' in page
