@@ -40,7 +40,7 @@ from testkit.stack import Stack
 
 def crowd_runs(args: argparse.Namespace) -> int:
     counts = [int(n) for n in args.connections.split(",")]
-    env = {"ADMISSION": "false"} if args.no_admission else {}
+    env = {"ADMISSION": "false" if args.no_admission else "true"}
     with Stack("flashsale_crowd", extra_env=env) as stack:
         url = stack.start_web(workers=2, threads=args.threads)
         items = args.items if args.items != 1000 else 200_000

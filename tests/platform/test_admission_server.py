@@ -28,6 +28,7 @@ def post(port: int, path: str, headers: dict[str, str] | None = None):
 
 def test_a_crowd_past_the_limit_is_answered_busy_with_a_token_and_leaves_no_attempt():
     tight = {
+        "ADMISSION": "true",
         "ADMISSION_MAX_LIMIT": "1",
         "ADMISSION_MIN_LIMIT": "1",
         "ADMISSION_QUEUE": "0",

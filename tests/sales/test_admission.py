@@ -25,6 +25,7 @@ def crowd(settings) -> admission.Admission:
         "min_limit": 4,
         "queue": 0,
         "reserve": 0.5,
+        "enabled": True,
     }
     gate = admission.gate()
     assert gate.enter(True)
