@@ -312,8 +312,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 ADMISSION = {
     "enabled": _read("ADMISSION", bool, True),
     "max_limit": _positive("ADMISSION_MAX_LIMIT", 16),
-    "min_limit": _positive("ADMISSION_MIN_LIMIT", 2),
-    "target": _positive("ADMISSION_TARGET_MS", 100) / 1000,
+    "min_limit": _positive("ADMISSION_MIN_LIMIT", 8),
+    "target": _positive("ADMISSION_TARGET_MS", 250) / 1000,
     "queue": _whole("ADMISSION_QUEUE", 32),
     "max_wait": _positive("ADMISSION_MAX_WAIT_MS", 200) / 1000,
     "reserve": _share("ADMISSION_RESERVE_PERCENT", 20),

@@ -192,9 +192,12 @@ class Admission:
         with self.lock:
             if ahead:
                 return now + 1.0
+            # Returns take the unreserved share of what the process completes; the rest is
+            # for purchases and for returning buyers turned away again.
             rate = self.limit.rate or self.limit.limit / self.config["target"]
+            share = 1.0 - self.config["reserve"]
             slot = max(now + 1.0, self.next_return)
-            self.next_return = slot + 1.0 / max(rate, 1.0)
+            self.next_return = slot + 1.0 / max(rate * share, 1.0)
             return min(slot, now + self.config["max_retry_after"])
 
 

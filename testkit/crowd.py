@@ -27,7 +27,7 @@ class CrowdResult:
     arrivals: list[float] = field(default_factory=list)  # a new connection to its answer
     arrivals_unanswered: int = 0
     errors: int = 0
-    not_busy_total: int = 0  # every answer other than busy, measured or not: one attempt each
+    recorded_total: int = 0  # every answer other than busy or 5xx, measured or not: one row each
 
     def row(self) -> dict[str, object]:
         returned = sum(self.returns.values())
@@ -42,6 +42,8 @@ class CrowdResult:
             "new arrival p50 ms": _ms(self.arrivals, 0.5),
             "new arrival p99 ms": _ms(self.arrivals, 0.99),
             "new arrivals unanswered": self.arrivals_unanswered,
+            "5xx not busy": sum(n for status, n in self.statuses.items() if status >= "500")
+            - len(self.busy),
             "errors": self.errors,
         }
 
@@ -101,7 +103,7 @@ async def _crowd(
                     status, headers, body = await _exchange(reader, writer, path, token)
                     elapsed = time.perf_counter() - started
                     busy = status == 503 and b'"busy"' in body
-                    result.not_busy_total += not busy
+                    result.recorded_total += status < 500
                     if measuring.is_set():
                         result.statuses[str(status)] += 1
                         (result.busy if busy else result.admitted).append(elapsed)
@@ -129,7 +131,7 @@ async def _crowd(
                 path = f"/checkout?user_id={prefix}new{n}&id={next(items)}"
                 status, _, body = await _exchange(reader, writer, path, None)
                 writer.close()
-            result.not_busy_total += not (status == 503 and b'"busy"' in body)
+            result.recorded_total += status < 500
             result.arrivals.append(time.perf_counter() - started)
         except (TimeoutError, OSError, asyncio.IncompleteReadError):
             result.arrivals_unanswered += 1

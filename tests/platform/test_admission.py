@@ -112,7 +112,7 @@ def test_return_times_are_spaced_by_the_rate_and_grow_with_those_waiting():
     times = [gate.return_at(1000.0, ahead=False) for _ in range(300)]
     assert times == sorted(times)
     assert times[0] == pytest.approx(1001.0)
-    assert times[-1] == pytest.approx(1001.0 + 299 / 100)
+    assert times[-1] == pytest.approx(1001.0 + 299 / (100 * 0.5))  # half reserved
     assert gate.return_at(1000.0, ahead=True) == pytest.approx(1001.0)
 
 
