@@ -129,7 +129,7 @@ async def _crowd(
             async with asyncio.timeout(10):
                 reader, writer = await asyncio.open_connection(host, port)
                 path = f"/checkout?user_id={prefix}new{n}&id={next(items)}"
-                status, _, body = await _exchange(reader, writer, path, None)
+                status, _, _ = await _exchange(reader, writer, path, None)
                 writer.close()
             result.recorded_total += status < 500
             result.arrivals.append(time.perf_counter() - started)
