@@ -196,9 +196,9 @@ class Admission:
             # for purchases and for returning buyers turned away again.
             rate = self.limit.rate or self.limit.limit / self.config["target"]
             share = 1.0 - self.config["reserve"]
-            slot = max(now + 1.0, self.next_return)
+            slot = min(max(now + 1.0, self.next_return), now + self.config["max_retry_after"])
             self.next_return = slot + 1.0 / max(rate * share, 1.0)
-            return min(slot, now + self.config["max_retry_after"])
+            return slot
 
 
 def _config() -> Admission:

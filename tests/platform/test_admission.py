@@ -137,3 +137,12 @@ def test_a_forged_token_is_not_read():
     payload, signature = token.rsplit(":", 1)
     assert token_read(f"{payload}:{signature[::-1]}", buyer="alice", now=100.0) is None
     assert token_read("not a token", buyer="alice", now=100.0) is None
+
+
+def test_return_times_stop_at_the_longest_wait_and_stay_spaced_after_it():
+    gate = Admission(CONFIG | {"max_retry_after": 5})
+    gate.limit.rate = 10.0
+    times = [gate.return_at(1000.0, ahead=False) for _ in range(100)]
+    assert max(times) == pytest.approx(1005.0)
+    later = gate.return_at(1001.0, ahead=False)
+    assert 1005.0 < later <= 1006.0
