@@ -35,6 +35,21 @@ def positive(name: str, default: int) -> int:
     return int(value)
 
 
+def whole(name: str, default: int) -> int:
+    value = read(name, int, default)
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must be zero or more, got {value}")
+    return int(value)
+
+
+def share(name: str, default: int) -> float:
+    """A percentage, 0 to 100, as a fraction."""
+    value = read(name, int, default)
+    if not 0 <= value <= 100:
+        raise ImproperlyConfigured(f"{name} must be a percentage from 0 to 100, got {value}")
+    return float(value) / 100
+
+
 @dataclass(frozen=True)
 class Server:
     """Where and how wide the web server listens."""
@@ -44,6 +59,8 @@ class Server:
     metrics_port: int | None
     workers: int
     threads: int
+    backlog: int
+    max_connections: int
 
     @property
     def url(self) -> str:
@@ -56,5 +73,12 @@ def server() -> Server:
         port=positive("APP_PORT", 8000),
         metrics_port=read("APP_METRICS_PORT", int, None),
         workers=positive("WEB_WORKERS", 2),
-        threads=positive("WEB_THREADS", 16),
+        # More threads than admission control lets in (ADMISSION_MAX_LIMIT plus its queue):
+        # the rest answer `busy` at once instead of leaving a rush's newcomers unanswered.
+        threads=positive("WEB_THREADS", 64),
+        # A rush opens thousands of connections: the kernel's listen queue as deep as
+        # net.core.somaxconn allows, and granian's cap on the connections a worker holds far
+        # above them, so that a new arrival is accepted and answered (README "Admission").
+        backlog=positive("WEB_BACKLOG", 4096),
+        max_connections=positive("WEB_MAX_CONNECTIONS", 16384),
     )

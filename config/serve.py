@@ -79,7 +79,12 @@ def main() -> None:
         workers=listen.workers,
         blocking_threads=listen.threads,
         websockets=False,
-        backlog=2048,
+        # A rush opens thousands of connections: the kernel's listen queue as deep as
+        # net.core.somaxconn allows, and granian's per-worker cap on the connections it holds
+        # (one permit per open connection) far above them, so that a new arrival is accepted
+        # and answered, admitted or busy (README "Admission").
+        backlog=int(os.environ.get("WEB_BACKLOG", "4096")),
+        backpressure=int(os.environ.get("WEB_MAX_CONNECTIONS", "16384")),
         respawn_failed_workers=True,
         workers_kill_timeout=WORKERS_KILL_TIMEOUT,
         # The request middleware writes the request lines (config/settings.py LOGGING).

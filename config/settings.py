@@ -16,7 +16,7 @@ from urllib.parse import quote
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from config.environment import BASE_DIR, env, positive, read, server
+from config.environment import BASE_DIR, env, positive, read, server, share, whole
 
 
 def _rate(name: str, default: str) -> tuple[int, int] | None:
@@ -140,6 +140,7 @@ MIDDLEWARE = [
     "core.middleware.RequestMetricsMiddleware",
     "core.middleware.ErrorShapeMiddleware",
     "core.middleware.BodyLimitMiddleware",
+    "core.admission.AdmissionMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -273,6 +274,25 @@ RATE_LIMITS = {
 # webhook does: TICKET_MAX_BYTES.
 API_MAX_BODY_BYTES = positive("API_MAX_BODY_BYTES", 64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+
+# Admission control of checkout and purchase (core/admission.py, README "Admission"): per web
+# process, at most a limit of requests inside, between MIN and MAX, adapted to keep their mean
+# latency within the target; a queue of QUEUE before it, waited in for MAX_WAIT at most; a share
+# of both reserved for purchases and returning buyers; busy answers counted per minute.
+ADMISSION = {
+    "enabled": read("ADMISSION", bool, True),
+    "max_limit": positive("ADMISSION_MAX_LIMIT", 16),
+    "min_limit": positive("ADMISSION_MIN_LIMIT", 8),
+    "target": positive("ADMISSION_TARGET_MS", 250) / 1000,
+    "queue": whole("ADMISSION_QUEUE", 32),
+    "max_wait": positive("ADMISSION_MAX_WAIT_MS", 200) / 1000,
+    "reserve": share("ADMISSION_RESERVE_PERCENT", 20),
+    "token_ttl": positive("ADMISSION_TOKEN_TTL_SECONDS", 30),
+    "max_retry_after": positive("ADMISSION_MAX_RETRY_AFTER", 30),
+    "flush": positive("ADMISSION_FLUSH_SECONDS", 5),
+}
+if ADMISSION["min_limit"] > ADMISSION["max_limit"]:
+    raise ImproperlyConfigured("ADMISSION_MIN_LIMIT must not exceed ADMISSION_MAX_LIMIT")
 
 # A request slower than this is logged at WARNING, as is every 5xx; at DEBUG, every request.
 SLOW_REQUEST_SECONDS = positive("SLOW_REQUEST_MS", 1000) / 1000

@@ -76,8 +76,9 @@ class InternalError(DomainError):
     message = "An internal error occurred; it has been logged."
 
 
-def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
-    return {"error": {"code": code, "message": message}}
+def error_body(code: str, message: str, **extra: object) -> dict[str, dict[str, object]]:
+    """The one shape; `extra` adds fields beside the code and message (a busy answer's token)."""
+    return {"error": {"code": code, "message": message, **extra}}
 
 
 # What a client did wrong, and what is down, for the exceptions that are not DomainErrors.
@@ -158,9 +159,13 @@ def error_response(exc: BaseException, path: str) -> JsonResponse:
 
 
 def shaped(
-    status_code: int, code: str, message: str, headers: dict[str, str] | None = None
+    status_code: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    **extra: object,
 ) -> JsonResponse:
-    response = JsonResponse(error_body(code, message), status=status_code)
+    response = JsonResponse(error_body(code, message, **extra), status=status_code)
     for name, value in (headers or {}).items():
         response[name] = value
     return response

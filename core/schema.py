@@ -4,9 +4,10 @@ from typing import Any
 
 from django.apps import apps
 from drf_spectacular import openapi
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
+from core.admission import BUSY_CODE, BUSY_MESSAGE, TOKEN_HEADER
 from core.errors import DomainError, PayloadTooLarge, error_body
 
 # Refusals that DRF or the platform raise for any endpoint, as (code, an example message).
@@ -72,3 +73,37 @@ def require_bodies(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
             if "requestBody" in operation:
                 operation["requestBody"]["required"] = True
     return result
+
+
+_TOKEN_EXAMPLE = "eyJiIjoiYWxpY2UiLCJpIjoxNzY0ODM4MDAwLjAsInIiOjE3NjQ4MzgwMDMuMH0:1tS8dq:x9Jb0Ww"  # noqa: S105
+
+# The waiting room's contract (core/admission.py): a busy answer, and the header to come back with.
+ADMISSION_PARAMETERS = [
+    OpenApiParameter(
+        TOKEN_HEADER,
+        str,
+        OpenApiParameter.HEADER,
+        description="The token of an earlier `503 busy` answer, sent back from its "
+        "`Retry-After`: admitted ahead of new arrivals, once, for the buyer it names.",
+        examples=[OpenApiExample("token", value=_TOKEN_EXAMPLE)],
+    ),
+    OpenApiParameter(
+        "Retry-After",
+        int,
+        OpenApiParameter.HEADER,
+        response=[503],
+        description="Seconds to wait before coming back (with the Admission-Token if busy).",
+    ),
+]
+BUSY = OpenApiResponse(
+    ErrorSerializer,
+    description="Busy: the request was not run (and not recorded). Come back after "
+    "`Retry-After` seconds with the `Admission-Token` header set to `error.token`; "
+    "`service_unavailable`: a backing service is down. Codes: `busy`, `service_unavailable`.",
+    examples=[
+        OpenApiExample(
+            BUSY_CODE,
+            value=error_body(BUSY_CODE, BUSY_MESSAGE, token=_TOKEN_EXAMPLE, retry_after=3),
+        )
+    ],
+)

@@ -127,6 +127,7 @@ class FlashSaleBuyer(HttpUser):
 
     def on_start(self) -> None:
         self.rng = random.Random()
+        self.tokens: dict[str, str] = {}  # buyer (user id or code) -> its busy answer's token
         self.items: list[int] = []
         self.abandoned: list[tuple[str, float]] = []
         self.new_identity()
@@ -198,10 +199,15 @@ class FlashSaleBuyer(HttpUser):
     def try_checkout(self, item_id: int, expect_code: str | None = None) -> str | None:
         """The hold's code, or None after a refusal."""
         with self.client.post(
-            f"/checkout?user_id={self.user_id}&id={item_id}", name="/checkout", catch_response=True
+            f"/checkout?user_id={self.user_id}&id={item_id}",
+            name="/checkout",
+            catch_response=True,
+            headers=self.token_of(self.user_id),
         ) as response:
             status, code = response.status_code, error_code(response)
-            if status in (200, 201):
+            if status == 503 and code == "busy":
+                self.wait_busy(response, self.user_id, "checkout busy")
+            elif status in (200, 201):
                 body = response.json()
                 SALES_SEEN.add(body["sale_id"])
                 if expect_code is not None and (status != 200 or body["code"] != expect_code):
@@ -228,11 +234,19 @@ class FlashSaleBuyer(HttpUser):
                 unexpected(response, "checkout")
         return None
 
-    def purchase(self, code: str, item_id: int | None) -> None:
+    def purchase(self, code: str, item_id: int | None, returning: bool = False) -> None:
         with self.client.post(
-            f"/purchase?code={code}", name="/purchase", catch_response=True
+            f"/purchase?code={code}",
+            name="/purchase",
+            catch_response=True,
+            headers=self.token_of(code),
         ) as response:
             status, error = response.status_code, error_code(response)
+            if status == 503 and error == "busy":
+                self.wait_busy(response, code, "purchase busy")
+                if not returning:  # a buyer holding an item comes back once to pay for it
+                    self.purchase(code, item_id, returning=True)
+                return
             if status == 200:
                 # A repeat of a purchase that succeeded answers 200 too: count each sale once.
                 name = "sold again (idempotent)" if code in PURCHASED else "sold"
@@ -252,6 +266,18 @@ class FlashSaleBuyer(HttpUser):
                 unexpected(response, "purchase")
                 return
         self.forget(item_id)
+
+    def token_of(self, buyer: str) -> dict[str, str]:
+        """The header that brings a buyer back from the waiting room, once."""
+        token = self.tokens.pop(buyer, None)
+        return {"Admission-Token": token} if token else {}
+
+    def wait_busy(self, response: Any, buyer: str, outcome: str) -> None:
+        """Turned away busy: not a failure, its own outcome; wait as told, keep the token."""
+        response.success()
+        business(outcome)
+        self.tokens[buyer] = response.json()["error"]["token"]
+        time.sleep(int(response.headers.get("Retry-After", "1")))
 
     def forget(self, item_id: int | None) -> None:
         """Drop an item that is no longer ours to try."""

@@ -15,6 +15,16 @@ hosts would.
 
     python -m loadtests.sales_rush [--kill-redis-after 5] [--buyers 300] [--items 1000]
         [--cluster] [--pgbouncer] [--rabbitmq]
+
+The crowd (`--connections 64,2000`): one web server (2 processes x `--threads`) and a sale of
+`--items` (default 200,000), then for each count in turn that many keep-alive connections, each a
+buyer after buyer checking out a new item, waiting out `Retry-After` and coming back with the
+token (`--impatient`: at once, without it), and a new buyer on a new connection every 0.2 s.
+It prints per count: served/s, admitted and busy latencies, the share of returns admitted and
+the new arrivals' answer times, then checks one attempt row per answer that was not busy.
+`--no-admission` runs the same with admission control off, for comparison.
+
+    python -m loadtests.sales_rush --connections 64,2000 [--seconds 20] [--impatient]
 """
 
 import argparse
@@ -24,6 +34,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from testkit.crowd import crowd
 from testkit.engines import Engines, scaled_out, start_hosts
 from testkit.rush import RushResult, http_rush, sale_item_ids
 from testkit.stack import Stack
@@ -32,8 +43,63 @@ WEB_INSTANCES = 2
 WORKERS_EACH = 2
 
 
+def crowd_runs(args: argparse.Namespace) -> int:
+    counts = [int(n) for n in args.connections.split(",")]
+    env = {"ADMISSION": "false" if args.no_admission else "true"}
+    with Stack("flashsale_crowd", extra_env=env) as stack:
+        url = stack.start_web(workers=2, threads=args.threads)
+        items = args.items if args.items != 1000 else 200_000
+        sale = stack.manage_json("start_sale", "--items", str(items), "--ttl", "600")
+        rows = stack.query("SELECT id FROM sales_item WHERE sale_id = %s", [sale["id"]])
+        item_ids = [row[0] for row in rows]
+        results = [
+            crowd(
+                url,
+                item_ids,
+                n,
+                seconds=args.seconds,
+                patient=not args.impatient,
+                prefix=f"c{n}-",
+            )
+            for n in counts
+        ]
+        time.sleep(6)  # the web processes' admission counts are flushed every 5 s
+        ((attempts,),) = stack.query("SELECT count(*) FROM sales_checkoutattempt")
+        ((turned_away,),) = stack.query(
+            "SELECT coalesce(sum(turned_away), 0) FROM sales_admissionminute"
+        )
+    table = [result.row() for result in results]
+    print("| " + " | ".join(table[0]) + " |")
+    print("|" + "---|" * len(table[0]))
+    for row in table:
+        print(
+            "| "
+            + " | ".join(
+                "-" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
+                for v in row.values()
+            )
+            + " |"
+        )
+    answered = sum(result.recorded_total for result in results)
+    checks = {"one_attempt_row_per_answer_below_500": attempts == answered}
+    print(
+        json.dumps(
+            {
+                "attempt_rows": attempts,
+                "answers_below_500": answered,
+                "turned_away_counted": int(turned_away),
+                "checks": checks,
+            },
+            indent=2,
+        )
+    )
+    return 0 if all(checks.values()) else 1
+
+
 def main() -> int:
     args = arguments()
+    if args.connections:
+        return crowd_runs(args)
     scaled = args.cluster or args.pgbouncer or args.rabbitmq
     with scaled_out(
         "flashsale_rush", cluster=args.cluster, pgbouncer=args.pgbouncer, rabbitmq=args.rabbitmq
@@ -75,6 +141,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--cluster", action="store_true", help="a Redis Cluster")
     parser.add_argument("--pgbouncer", action="store_true", help="PgBouncer before PostgreSQL")
     parser.add_argument("--rabbitmq", action="store_true", help="RabbitMQ as the broker")
+    parser.add_argument("--connections", help="the crowd instead: e.g. 64,2000 connections")
+    parser.add_argument("--seconds", type=float, default=20, help="measured per crowd")
+    parser.add_argument("--threads", type=int, default=64, help="threads per web process")
+    parser.add_argument("--impatient", action="store_true", help="ignore Retry-After")
+    parser.add_argument("--no-admission", action="store_true", help="admission control off")
     return parser.parse_args()
 
 

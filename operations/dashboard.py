@@ -9,10 +9,16 @@ so that what operators see does not depend on which process served them.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from core.admission import gate
 from operations.health import broker_status, database_status, redis_status
 from sales import stock
 from sales.models import OUTCOME_COLOURS
-from sales.selectors import checkouts_per_minute, purchases_per_minute, sales_selling
+from sales.selectors import (
+    admission_counts,
+    checkouts_per_minute,
+    purchases_per_minute,
+    sales_selling,
+)
 from tickets import spool
 from tickets.selectors import ticket_figures
 
@@ -91,6 +97,10 @@ def dashboard(*, now: datetime) -> dict[str, object]:
         "tickets": tickets,
         "rejection_rate": 100 * tickets["rejected"] / settled if settled else None,
         "spool_depth": spool.depth(),
+        # Admitted and turned away across every process (as flushed); the limit is the one of
+        # the process that answered, each process keeping its own.
+        "admission": admission_counts(since=now - timedelta(minutes=WINDOW_MINUTES)),
+        "admission_limit": int(gate().limit.limit),
         "backends": {
             "database": database_status(),
             "redis": redis_status(),

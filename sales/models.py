@@ -163,3 +163,23 @@ class Buyer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} in sale {self.sale_id}: {self.purchased}/{self.user_limit}"
+
+
+class AdmissionMinute(models.Model):
+    """Checkout and purchase requests per minute: those admitted, and those turned away `busy`
+    by admission control. A busy answer never reached the sale, so it is no attempt: it is
+    counted here, added up by each web process every few seconds, not written one by one."""
+
+    minute = models.DateTimeField()
+    operation = models.CharField(max_length=16)
+    admitted = models.PositiveBigIntegerField(default=0)
+    turned_away = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-minute", "operation"]
+        constraints = [
+            models.UniqueConstraint(fields=["minute", "operation"], name="admission_minute_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%H:%M} {self.operation}: {self.admitted} in, {self.turned_away} busy"

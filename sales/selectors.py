@@ -12,6 +12,7 @@ from django.db.models import (
     OuterRef,
     QuerySet,
     Subquery,
+    Sum,
     TextChoices,
     Value,
     When,
@@ -20,7 +21,7 @@ from django.db.models.functions import Coalesce, TruncMinute
 from django.utils import timezone
 
 from sales.exceptions import NoSaleYet, SaleNotFound
-from sales.models import Buyer, CheckoutAttempt, Item, Outcome, Purchase, Sale
+from sales.models import AdmissionMinute, Buyer, CheckoutAttempt, Item, Outcome, Purchase, Sale
 
 
 class SaleFigures(TypedDict):
@@ -132,8 +133,25 @@ INVARIANTS = (
 )
 
 
+def admission_counts(
+    *, since: datetime, until: datetime | None = None
+) -> dict[str, dict[str, int]]:
+    """Per operation, the requests admitted and turned away busy in the minutes from `since`
+    (to `until`), as the web processes have flushed them (every few seconds)."""
+    rows = AdmissionMinute.objects.filter(minute__gte=since.replace(second=0, microsecond=0))
+    if until is not None:
+        rows = rows.filter(minute__lt=until)
+    totals = rows.values("operation").annotate(a=Sum("admitted"), t=Sum("turned_away"))
+    return {
+        row["operation"]: {"admitted": row["a"], "turned_away": row["t"]}
+        for row in totals.order_by("operation")
+    }
+
+
 def sale_report(*, sale: Sale) -> dict[str, object]:
-    """The sale's figures and a check of each invariant, computed from the rows themselves."""
+    """The sale's figures and a check of each invariant, computed from the rows themselves.
+    `admission` is the demand admitted and turned away while it was the current sale (busy
+    answers name no sale)."""
     figures = sale_figures(sale=sale)
     purchases = Purchase.objects.filter(sale=sale)
     per_buyer = purchases.values("user_id").annotate(n=Count("*")).order_by("-n")
@@ -155,6 +173,13 @@ def sale_report(*, sale: Sale) -> dict[str, object]:
         "max_items_per_buyer": max_per_buyer,
         "attempts_by_outcome": {row["outcome"]: row["n"] for row in by_outcome},
         "purchases": purchases.count(),
+        "admission": admission_counts(
+            since=sale.starts_at,
+            until=Sale.objects.filter(starts_at__gt=sale.starts_at)
+            .order_by("starts_at")
+            .values_list("starts_at", flat=True)
+            .first(),
+        ),
         "no_oversell": figures["sold"] <= sale.item_count and not items_sold_twice.exists(),
         "user_limit_respected": max_per_buyer <= sale.user_limit,
         "every_sold_item_has_one_purchase": not items_sold_twice.exists()

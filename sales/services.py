@@ -10,6 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.errors import DomainError, refusal_for
+from core.sql import insert_rows
 from sales import stock
 from sales.exceptions import (
     CodeExpired,
@@ -21,7 +22,7 @@ from sales.exceptions import (
     UserLimitReached,
 )
 from sales.metrics import CHECKOUTS, PURCHASES
-from sales.models import CheckoutAttempt, Item, Outcome, Purchase, Sale
+from sales.models import AdmissionMinute, CheckoutAttempt, Item, Outcome, Purchase, Sale
 from sales.stock import ItemInfo
 
 logger = logging.getLogger(__name__)
@@ -224,3 +225,18 @@ def purchase_complete(*, code: str) -> Sold:
     if result.purchase is None:
         raise _REFUSALS[result.outcome]()
     return Sold(result.purchase, stock.item_info(result.purchase.item_id))
+
+
+def admission_minutes_add(rows: list[tuple[datetime, str, int, int]]) -> None:
+    """Add a web process's counts of (minute, operation, admitted, turned away) to the table,
+    in one statement: the admission tally's sink."""
+    table = AdmissionMinute._meta.db_table
+    insert_rows(
+        connection,
+        AdmissionMinute,
+        ("minute", "operation", "admitted", "turned_away"),
+        rows,
+        suffix=f"ON CONFLICT (minute, operation) DO UPDATE SET"
+        f" admitted = {table}.admitted + excluded.admitted,"
+        f" turned_away = {table}.turned_away + excluded.turned_away",
+    )

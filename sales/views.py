@@ -11,11 +11,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.admission import Gate
 from core.errors import refusal_for
 from core.inputs import request_fields, request_fields_as_sent
 from core.middleware import body_within_limit
 from core.ratelimit import RateLimit, request_value
 from core.schema import (
+    ADMISSION_PARAMETERS,
+    BUSY,
     MALFORMED_JSON,
     METHOD_NOT_ALLOWED,
     NO_PAGE,
@@ -81,6 +84,7 @@ class CheckoutView(APIView):
 
     throttle_classes = (CheckoutRateLimit,)
     body_limit = None  # checked in `initial`, so that an oversized body is a recorded attempt
+    admission = Gate("checkout", buyer="user_id")
 
     @extend_schema(
         summary="Reserve an item",
@@ -103,6 +107,7 @@ class CheckoutView(APIView):
                 "available one: `GET /sales/current` gives the sale's id, then "
                 "`GET /sales/{sale_id}/items?status=available` its free items.",
             ),
+            *ADMISSION_PARAMETERS,
         ],
         request=None,
         responses={
@@ -128,6 +133,7 @@ class CheckoutView(APIView):
             429: refusal(
                 "Too many requests for this buyer or address; see Retry-After.", RATE_LIMITED
             ),
+            503: BUSY,
         },
     )
     def post(self, request: Request) -> Response:
@@ -168,6 +174,7 @@ class CheckoutView(APIView):
 
 class PurchaseView(APIView):
     throttle_classes = (PurchaseRateLimit,)
+    admission = Gate("purchase", buyer="code", priority=True)
 
     @extend_schema(
         summary="Buy a reserved item",
@@ -179,7 +186,8 @@ class PurchaseView(APIView):
                 {"type": "string", "pattern": CODE_PATTERN},
                 required=True,
                 description="The `code` a checkout answered.",
-            )
+            ),
+            *ADMISSION_PARAMETERS,
         ],
         request=None,
         responses={
@@ -201,6 +209,7 @@ class PurchaseView(APIView):
             429: refusal(
                 "Too many requests for this code or address; see Retry-After.", RATE_LIMITED
             ),
+            503: BUSY,
         },
     )
     def post(self, request: Request) -> Response:

@@ -193,6 +193,9 @@ class Stack(Running):
             "RATE_LIMIT_PER_USER": "off",
             "RATE_LIMIT_PER_CODE": "off",
             "RATE_LIMIT_PER_ADDRESS": "off",
+            # Nor admission control, which answers a loaded machine's slowness with `busy`:
+            # the admission runs turn it on.
+            "ADMISSION": "false",
             **(extra_env or {}),
         }
 

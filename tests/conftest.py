@@ -63,6 +63,13 @@ def _no_rate_limits(settings):
     settings.RATE_LIMITS = {"user": None, "code": None, "address": None}
 
 
+@pytest.fixture(autouse=True)
+def _no_admission(settings):
+    """A loaded machine slows every request, which admission control answers with `busy`;
+    tests of other things must not see it. The admission tests turn it on."""
+    settings.ADMISSION = {**settings.ADMISSION, "enabled": False}
+
+
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisCluster]:
     """A Redis Cluster of the suite's own: three masters, three replicas."""

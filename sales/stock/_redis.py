@@ -32,10 +32,11 @@ logger = logging.getLogger(__name__)
 KEY_LIFETIME_SECONDS = 2 * 24 * 3600  # a sale's Redis state is rebuilt if it outlives this
 CIRCUIT_OPEN_SECONDS = 1.0  # after a Redis error, how long this process uses PostgreSQL only
 REBUILD_LOCK_MS = 10_000
+LEARN_BATCH = 500  # items per script call: a script blocks Redis while it runs
 
 _LUA = {
     name: (Path(__file__).parent / f"{name}.lua").read_text()
-    for name in ("checkout", "sold", "release", "unlock", "hold")
+    for name in ("checkout", "sold", "release", "unlock", "learn")
 }
 
 
@@ -172,31 +173,30 @@ def release(item: ItemInfo, user_id: str, decision: Decision) -> None:
 
 def learn(sale_id: int, item_ids: list[int]) -> None:
     """Set Redis to the items' claims in PostgreSQL: sold, held (by whom, until when), or,
-    when Redis holds one that PostgreSQL does not, free. Idempotent."""
+    when Redis holds one that PostgreSQL does not, free. One script call per few hundred items
+    (a sale's keys share one cluster slot); idempotent."""
     now = timezone.now()
     try:
         client = _client(sale_id)
         if client is None:
             return
-        claims = Item.objects.filter(pk__in=item_ids).values_list(
-            "pk", "sold", "claimed_by", "claim_code", "claimed_until"
-        )
-        state = _state.get()
-        pipe = client.pipeline(transaction=False)
-        for item_id, sold, holder, code, until in claims:
-            sale_keys = keys(sale_id, holder)
-            if sold:
-                state.script(client, "sold")(
-                    keys=sale_keys, args=[item_id, holder, KEY_LIFETIME_SECONDS], client=pipe
-                )
-                continue
-            hold = ""
-            if until is not None and until > now:
-                hold = f"{holder} {code} {int(until.timestamp() * 1000)}"
-            state.script(client, "hold")(
-                keys=sale_keys, args=[item_id, hold, KEY_LIFETIME_SECONDS], client=pipe
+        run = _state.get().script(client, "learn")
+        claims = list(
+            Item.objects.filter(pk__in=item_ids).values_list(
+                "pk", "sold", "claimed_by", "claim_code", "claimed_until"
             )
-        pipe.execute()
+        )
+        sale = keys(sale_id)
+        for start in range(0, len(claims), LEARN_BATCH):
+            holders: list[str] = []
+            args: list[str | int] = [KEY_LIFETIME_SECONDS]
+            for item_id, sold, holder, code, until in claims[start : start + LEARN_BATCH]:
+                claim = "sold" if sold else ""
+                if not sold and until is not None and until > now:
+                    claim = f"{holder} {code} {int(until.timestamp() * 1000)}"
+                holders.append(keys(sale_id, holder).user)
+                args += [item_id, holder, claim]
+            run(keys=[sale.ready, sale.sold, sale.holds, sale.bought, *holders], args=args)
     except RedisError:
         _trip(sale_id, "error")
 

@@ -99,6 +99,7 @@ def test_start_sale_and_sale_report_commands(capsys, path):
         "max_items_per_buyer": 1,
         "attempts_by_outcome": {"held": 2, "user_limit_reached": 1},
         "purchases": 1,
+        "admission": {},  # no request went through the HTTP stack
         "no_oversell": True,
         "user_limit_respected": True,
         "every_sold_item_has_one_purchase": True,
