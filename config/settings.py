@@ -255,6 +255,8 @@ APP_URL = server().url
 APP_ITEM_NUMBER = positive("APP_ITEM_NUMBER", 10_000)
 APP_USER_LIMIT = positive("APP_USER_LIMIT", 10)
 CHECKOUT_TTL_SECONDS = positive("CHECKOUT_TTL_SECONDS", 120)
+# How long a web process serves a sale page's figures before reading them again (0: never kept).
+SALE_PAGE_SECONDS = whole("SALE_PAGE_SECONDS", 1)
 # How often the web fleet brings Redis to PostgreSQL's state (sales/stock/_reconcile.py).
 STOCK_RECONCILE_SECONDS = positive("STOCK_RECONCILE_SECONDS", 2)
 TICKET_MAX_BYTES = positive("TICKET_MAX_BYTES", 1024 * 1024)

@@ -1,8 +1,10 @@
 """Reads. Figures are derived from attempts and purchases: no counter row to keep in step."""
 
+import time
 from datetime import datetime
 from typing import TypedDict
 
+from django.conf import settings
 from django.db.models import (
     Case,
     CharField,
@@ -20,6 +22,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, TruncMinute
 from django.utils import timezone
 
+from core.process import PerProcess
 from sales.exceptions import NoSaleYet, SaleNotFound
 from sales.models import AdmissionMinute, Buyer, CheckoutAttempt, Item, Outcome, Purchase, Sale
 
@@ -88,6 +91,25 @@ def sales_open(*, now: datetime) -> QuerySet[Sale]:
 
 def sale_figures(*, sale: Sale) -> SaleFigures:
     return _figures([sale], now=timezone.now())[0]
+
+
+# The sales pages' figures by sale id (None: the current sale), with when they go stale.
+_pages: PerProcess[dict[int | None, tuple[float, SaleFigures]]] = PerProcess(dict)
+
+
+def sale_page(*, sale_id: int | None) -> SaleFigures:
+    """The figures a sale's public page shows (`None`: the current sale), as this process read
+    them at most `SALE_PAGE_SECONDS` ago: a rush reads them far more often than a second's
+    change matters to a reader, and each read counts the sale's purchases and holds."""
+    pages = _pages.get()
+    cached = pages.get(sale_id)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    now = timezone.now()
+    sale = sale_current(now=now) if sale_id is None else sale_get(sale_id=sale_id)
+    figures = _figures([sale], now=now)[0]
+    pages[sale_id] = (time.monotonic() + settings.SALE_PAGE_SECONDS, figures)
+    return figures
 
 
 def _sold() -> Exists:

@@ -10,6 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.errors import DomainError, refusal_for
+from core.process import PerProcess
 from core.sql import insert_rows
 from sales import stock
 from sales.exceptions import (
@@ -142,6 +143,10 @@ def sale_open_hourly(*, now: datetime | None = None) -> Sale:
     return sale_open(hour=now.replace(minute=0, second=0, microsecond=0))
 
 
+# The hour whose sale this process knows is open.
+_hour_opened: PerProcess[dict[str, datetime]] = PerProcess(dict)
+
+
 def sale_open_missed_hour(*, now: datetime | None = None) -> None:
     """Open this hour's sale if hourly sales are running and the scheduler missed this hour.
 
@@ -150,11 +155,16 @@ def sale_open_missed_hour(*, now: datetime | None = None) -> None:
     """
     now = now or timezone.now()
     hour = now.replace(minute=0, second=0, microsecond=0)
+    opened = _hour_opened.get()
+    if opened.get("hour") == hour:  # this process saw the hour's sale: no query till the next
+        return
     latest = (
         Sale.objects.exclude(hour=None).order_by("-hour").values_list("hour", flat=True).first()
     )
     if latest is not None and latest < hour:
         sale_open(hour=hour)
+    if latest is not None:
+        opened["hour"] = hour
 
 
 def _insert_items(sale: Sale, count: int) -> None:

@@ -3,7 +3,6 @@
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions
 from rest_framework.generics import ListAPIView
@@ -235,8 +234,7 @@ class SaleCurrentView(APIView):
     def get(self, request: Request) -> Response:
         # If beat missed the top of the hour, the first request of the hour opens its sale.
         services.sale_open_missed_hour()
-        sale = selectors.sale_current(now=timezone.now())
-        return Response(selectors.sale_figures(sale=sale))
+        return Response(selectors.sale_page(sale_id=None))
 
 
 class SaleDetailView(APIView):
@@ -245,7 +243,7 @@ class SaleDetailView(APIView):
         responses={200: SaleOutput, 404: refusal("No sale has this id.", SaleNotFound)},
     )
     def get(self, request: Request, sale_id: int) -> Response:
-        return Response(selectors.sale_figures(sale=selectors.sale_get(sale_id=sale_id)))
+        return Response(selectors.sale_page(sale_id=sale_id))
 
 
 class SaleItemsView(ListAPIView):
