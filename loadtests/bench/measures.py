@@ -31,7 +31,7 @@ _RECEIVED = "SELECT count(*) FROM tickets_ticket WHERE status = 'received'"
 
 def count(db: psycopg.Connection, sql: str, *params: Any) -> int:
     row = db.execute(sql, params).fetchone()
-    return int(row[0]) if row else 0
+    return int(row[0]) if row and row[0] is not None else 0  # max() of no rows is NULL
 
 
 def time_sale_open(stack: Stack, runs: int, items: int = 10_000) -> dict[str, Any]:

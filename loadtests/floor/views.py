@@ -66,7 +66,7 @@ def checkout(request: HttpRequest) -> JsonResponse:
     user, item = request.GET["user_id"], int(request.GET["id"])
     now = datetime.now(UTC)
     now_ms = int(now.timestamp() * 1000)
-    keys = [READY, f"{TAG}:sold", f"{TAG}:holds", f"{TAG}:user:{user}", f"{TAG}:bought"]
+    keys = [READY, *(f"{TAG}:{k}" for k in ("sold", "holds", f"user:{user}", "bought", "fresh"))]
     args: list[str | int] = [item, user, secrets.token_urlsafe(16), now_ms, now_ms + TTL_MS]
     answer = _decide(keys=keys, args=[*args, USER_LIMIT, KEY_LIFETIME_SECONDS])
     outcome = answer[0].decode()
