@@ -32,8 +32,10 @@ def checkout_of(ref: str) -> Iterator[tuple[Path, str]]:
     tree = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
     git("worktree", "add", "--detach", str(tree), commit)
     try:
-        # Both sides run the same server: this checkout's launcher.
-        shutil.copy2(ROOT / "config" / "serve.py", tree / "config" / "serve.py")
+        # Both sides run the same server: this checkout's launcher, with the reader of the
+        # environment it takes its values from.
+        for launcher in ("serve.py", "environment.py"):
+            shutil.copy2(ROOT / "config" / launcher, tree / "config" / launcher)
         yield tree, _python_for(ref, tree)
     finally:
         with contextlib.suppress(subprocess.CalledProcessError):
@@ -51,5 +53,6 @@ def _python_for(ref: str, tree: Path) -> str:
     subprocess.run([PYTHON, "-m", "venv", str(tree / ".venv")], check=True)
     python = str(tree / ".venv" / "bin" / "python")
     pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-r", str(tree / requirements)], check=True)
+    # packaging: kombu's Redis transport imports it, and older pins did not bring it.
+    subprocess.run([*pip, "-r", str(tree / requirements), "packaging"], check=True)
     return python

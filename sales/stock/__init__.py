@@ -37,8 +37,6 @@ last_agreed = _reconcile.last_agreed
 reconcile = _reconcile.reconcile
 start_reconciler = _reconcile.start
 
-_PROPOSED = (Outcome.HELD, Outcome.EXISTING)
-
 
 def checkout(*, item: ItemInfo, user_id: str) -> CheckoutAttempt:
     """Decide a checkout of a started sale's item and write the attempt with its outcome."""
@@ -52,10 +50,9 @@ def checkout(*, item: ItemInfo, user_id: str) -> CheckoutAttempt:
         if proposal.outcome == Outcome.HELD:  # a hold nobody was told of must not block the item
             _redis.release(item, user_id, proposal)
         raise
-    if proposal.outcome in _PROPOSED and attempt.code != proposal.code:
-        # PostgreSQL knew better (the item sold, or held under another code): Redis drops the
-        # hold it proposed and learns the item's claim.
-        _redis.release(item, user_id, proposal)
+    if proposal.outcome in _attempts.PROPOSED and attempt.code != proposal.code:
+        # PostgreSQL knew better (the item sold, or held under another code): Redis learns the
+        # item's claim, which drops the hold it proposed.
         _redis.learn(item.sale_id, [item.id])
     return attempt
 

@@ -10,9 +10,10 @@ The claim is a conditional UPDATE, which PostgreSQL re-checks on the row's lates
 concurrent statements never both claim an item. A process killed before the commit has told
 nobody anything; killed after it, it leaves a committed row that nobody was told of.
 
-Inside a transaction (the PostgreSQL path, which decides under the item's lock and claims the
-item first) the statement runs in that transaction and confirms the claim. Elsewhere than
-PostgreSQL (the embedded SQLite default, which has no Redis path) attempts are plain INSERTs.
+Inside a transaction (the PostgreSQL path, which decides under the item's lock) the statement
+runs in that transaction and claims as it decided. Elsewhere than PostgreSQL (the embedded
+SQLite default, which has no Redis path) attempts are plain INSERTs and holds are claimed by a
+plain UPDATE.
 """
 
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from django.utils import timezone
 
 from core.groupcommit import GroupCommit
 from core.process import PerProcess
-from core.sql import insert_rows
+from core.sql import insert_rows, update_rows
 from sales.models import CheckoutAttempt, Item, Outcome
 from sales.stock._decision import Decision
 from sales.stock._items import ItemInfo
@@ -43,7 +44,8 @@ _COLUMNS = (
 )
 _ATTEMPTS = CheckoutAttempt._meta.db_table
 _ITEMS = Item._meta.db_table
-_PROPOSED = f"('{Outcome.HELD}', '{Outcome.EXISTING}')"
+PROPOSED = (Outcome.HELD, Outcome.EXISTING)  # the outcomes that claim the item
+_PROPOSED = "(" + ", ".join(f"'{outcome}'" for outcome in PROPOSED) + ")"
 
 # The rows arrive as one array per column; `n` keeps their order. `decided` is evaluated once,
 # so each row draws its id there and the answer reads the same ids back.
@@ -103,8 +105,11 @@ class _Written:
 def _write(db: BaseDatabaseWrapper, rows: Sequence[tuple[Any, ...]]) -> list[_Written]:
     """One statement for the rows, answered in their order."""
     if db.vendor != "postgresql":
-        # No Redis path here: the PostgreSQL path decided under the item's lock and claimed it.
+        # No Redis path here: the PostgreSQL path decided under the item's lock, so its holds
+        # are claimed as decided.
         returned = insert_rows(db, CheckoutAttempt, _COLUMNS, rows, suffix="RETURNING id")
+        claims = [(row[1], row[2], row[5], row[6]) for row in rows if row[4] == Outcome.HELD]
+        update_rows(db, Item, ("id", "claimed_by", "claim_code", "claimed_until"), claims)
         ids = sorted(pk for (pk,) in returned)  # drawn in the order of the rows
         return [_Written(pk, row[4], row[5], row[6]) for pk, row in zip(ids, rows, strict=True)]
     with db.cursor() as cursor:

@@ -1,8 +1,8 @@
 """The PostgreSQL path, and the purchase, which always runs here.
 
 Checkout, when Redis cannot decide: one transaction that locks the (sale, user) `Buyer` row, then
-the item row, decides from the item's claim and the buyer's holds and purchases, claims the item
-and writes the attempt before it commits.
+the item row, decides from the item's claim and the buyer's holds and purchases, and writes the
+attempt (which claims the item) before it commits.
 Locks are taken in that order everywhere.
 
 Purchase: one statement decides and writes (code lookup, the earlier purchase of a retried
@@ -60,10 +60,6 @@ def checkout(item: ItemInfo, user_id: str, now: datetime) -> CheckoutAttempt:
             .get(pk=item.id)
         )
         decision = _decide(item, user_id, now, purchased, *claim)
-        if decision.outcome == Outcome.HELD:
-            Item.objects.filter(pk=item.id).update(
-                claimed_by=user_id, claim_code=decision.code, claimed_until=decision.expires_at
-            )
         return _attempts.record_decision(item, user_id, decision, via_redis=False)
 
 
