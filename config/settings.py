@@ -134,6 +134,7 @@ INSTALLED_APPS = [
     "sales",
     "tickets",
     "axes",
+    "core",
 ]
 
 MIDDLEWARE = [
@@ -142,15 +143,28 @@ MIDDLEWARE = [
     "core.middleware.BodyLimitMiddleware",
     "core.admission.AdmissionMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "core.middleware.PageMiddleware",
+]
+# Run by PageMiddleware, in this order, for pages (the admin, the docs, the landing page, static
+# files) and the staff API: the API of buyers and tills uses no session, cookie or static file.
+PAGE_MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "core.middleware.LazyMessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     # Last: turns a login refused for a lockout into the lockout page.
     "axes.middleware.AxesMiddleware",
+]
+# Those look for the pages' middleware in MIDDLEWARE; operations/apps.py checks PAGE_MIDDLEWARE.
+SILENCED_SYSTEM_CHECKS = [
+    "admin.E408",
+    "admin.E409",
+    "admin.E410",
+    "axes.W002",
+    "security.W003",
 ]
 
 ROOT_URLCONF = "config.urls"

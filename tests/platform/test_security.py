@@ -2,8 +2,10 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
+from django.test import Client
 from django_redis import get_redis_connection
 
 pytestmark = pytest.mark.django_db
@@ -165,3 +167,38 @@ def test_a_malformed_json_body_is_answered_as_such(api, limits, path):
         "code": "invalid_request",
         "message": "The body is not valid JSON.",
     }
+
+
+@pytest.mark.smoke
+def test_pages_get_sessions_and_csrf_and_the_buyers_api_none(api, client, django_user_model):
+    # The admin's login form: a CSRF cookie, and a post without the token refused.
+    form = client.get("/admin/login/")
+    assert form.status_code == 200
+    assert "csrftoken" in form.cookies
+    refused = Client(enforce_csrf_checks=True).post("/admin/login/", {"username": "x"})
+    assert refused.status_code == 403
+    # The staff API authenticates the session, so it runs the pages' middleware too.
+    client.force_login(django_user_model.objects.create_user("staff", is_staff=True))
+    assert client.post(f"/tickets/{uuid.uuid4()}/reprocess").status_code == 404
+    # A checkout, a ticket and a probe: no cookie, no session, the same protections in headers.
+    for response in (
+        api.post("/checkout?user_id=pages&id=1"),
+        api.post("/ticket", "x", content_type="text/plain"),
+        api.get("/ping"),
+    ):
+        assert not response.cookies
+        assert "Cookie" not in response.get("Vary", "")
+        assert response["X-Frame-Options"] == "DENY"
+        assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_page_protection_left_out_of_the_pages_middleware_stops_the_checks(settings):
+    from django.core import checks
+
+    settings.PAGE_MIDDLEWARE = [
+        m for m in settings.PAGE_MIDDLEWARE if m != "django.middleware.csrf.CsrfViewMiddleware"
+    ]
+    errors = [e for e in checks.run_checks() if e.id == "operations.E001"]
+    assert [e.msg for e in errors] == [
+        "django.middleware.csrf.CsrfViewMiddleware must be in PAGE_MIDDLEWARE"
+    ]
