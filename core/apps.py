@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.cache import close_caches
@@ -11,8 +13,9 @@ class CoreConfig(AppConfig):
         # Django closes every cache after every request. The caches here (django-redis, whose
         # pool stays open unless told to close it, and LocMemCache) keep nothing to close, and
         # the pass over them cost about 5 % of a /ping's CPU.
+        caches: dict[str, dict[str, Any]] = settings.CACHES
         closing = getattr(settings, "DJANGO_REDIS_CLOSE_CONNECTION", False) or any(
-            cache.get("OPTIONS", {}).get("CLOSE_CONNECTION") for cache in settings.CACHES.values()
+            cache.get("OPTIONS", {}).get("CLOSE_CONNECTION") for cache in caches.values()
         )
         if not closing:
             request_finished.disconnect(close_caches)

@@ -170,15 +170,16 @@ class PageMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.api = get_response
         self.view_hooks: list[Callable[..., HttpResponse | None]] = []
+        chain: Callable[[HttpRequest], Any] = get_response
         for path in reversed(settings.PAGE_MIDDLEWARE):
-            middleware = import_string(path)(get_response)
+            middleware = import_string(path)(chain)
             for hook in ("process_exception", "process_template_response"):
                 if hasattr(middleware, hook):
                     raise ImproperlyConfigured(f"PAGE_MIDDLEWARE: {path}.{hook} would not run")
             if hasattr(middleware, "process_view"):
                 self.view_hooks.insert(0, middleware.process_view)
-            get_response = convert_exception_to_response(middleware)
-        self.pages = get_response
+            chain = convert_exception_to_response(middleware)
+        self.pages = chain
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return (self.pages if serves_page(request.path_info) else self.api)(request)
