@@ -3,8 +3,11 @@
 A process can die between PostgreSQL's commit and its Redis write (a purchase Redis never
 heard of), or between its Redis write and PostgreSQL's commit (a hold Redis proposed and
 PostgreSQL never stored). Every few seconds one web process of the fleet (a Redis lock elects
-it) takes each recent sale's changes since its last pass: purchases and holds committed since
-then, and the holds Redis proposed more than `GRACE` ago, which PostgreSQL has decided by now.
+it) takes each recent sale's changes since its last pass: purchases and the holds of the
+PostgreSQL path committed since then, and the holds Redis proposed more than `GRACE` ago, which
+PostgreSQL has decided by now. A hold Redis proposed is learned as one of those, so the holds
+that PostgreSQL committed as Redis proposed them are read but not learned again: in a rush they
+are nearly all the holds, and learning each one twice cost a tenth of the web processes' CPU.
 It sets those items in Redis to their claims in PostgreSQL (`_redis.learn`, idempotent), and
 records when the two last agreed. A pass reads by primary key from a cursor kept in Redis; the
 cursor trails by `GRACE`, so a row whose id was drawn before a later one's but committed after
@@ -19,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import BooleanField, ExpressionWrapper, Q, Value
 from django.utils import timezone
 from django_redis import get_redis_connection
 from redis import Redis
@@ -59,28 +63,29 @@ def _reconcile_sale(client: Redis, sale_id: int, now: datetime) -> int:
     cutoff = now - GRACE
     purchases = list(
         Purchase.objects.filter(sale_id=sale_id, pk__gt=cursor.get("purchase", 0))
+        .annotate(learn=Value(True), settled=_before(cutoff, "purchased_at"))
         .order_by("pk")
-        .values_list("pk", "item_id", "purchased_at")[:BATCH]
+        .values_list("pk", "item_id", "learn", "settled")[:BATCH]
     )
     holds = list(
         CheckoutAttempt.objects.filter(
             sale_id=sale_id, outcome=Outcome.HELD, pk__gt=cursor.get("attempt", 0)
         )
+        .annotate(learn=~Q(via_redis=True), settled=_before(cutoff, "created_at"))
         .order_by("pk")
-        .values_list("pk", "item_id", "created_at")[:BATCH]
+        .values_list("pk", "item_id", "learn", "settled")[:BATCH]
     )
     cutoff_ms = int(cutoff.timestamp() * 1000)
     fresh: list[bytes] = client.zrangebyscore(keys.fresh, "-inf", cutoff_ms)  # type: ignore[assignment]
-    proposed = [int(item) for item in fresh]
-    items = {item for _, item, _ in purchases} | {item for _, item, _ in holds} | set(proposed)
+    items = {item for _, item, learn, _ in purchases + holds if learn} | {int(i) for i in fresh}
     for start in range(0, len(items), BATCH):
         _redis.learn(sale_id, sorted(items)[start : start + BATCH])
     client.zremrangebyscore(keys.fresh, "-inf", cutoff_ms)
     client.hset(
         _synced(sale_id),
         mapping={
-            "purchase": _trailing(purchases, cutoff, cursor.get("purchase", 0)),
-            "attempt": _trailing(holds, cutoff, cursor.get("attempt", 0)),
+            "purchase": _trailing(purchases, cursor.get("purchase", 0)),
+            "attempt": _trailing(holds, cursor.get("attempt", 0)),
             "agreed_at": int(now.timestamp() * 1000),
         },
     )
@@ -88,10 +93,13 @@ def _reconcile_sale(client: Redis, sale_id: int, now: datetime) -> int:
     return len(items)
 
 
-def _trailing(rows: list[tuple[int, int, datetime]], cutoff: datetime, cursor: int) -> int:
+def _before(cutoff: datetime, field: str) -> ExpressionWrapper:
+    return ExpressionWrapper(Q(**{f"{field}__lt": cutoff}), output_field=BooleanField())
+
+
+def _trailing(rows: list[tuple[int, int, bool, bool]], cursor: int) -> int:
     """The new cursor: past the rows older than the grace period, and no further."""
-    settled = [pk for pk, _, at in rows if at < cutoff]
-    return max(settled, default=cursor)
+    return max((pk for pk, _, _, settled in rows if settled), default=cursor)
 
 
 def last_agreed(*, sale_id: int) -> datetime | None:
