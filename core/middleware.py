@@ -82,19 +82,29 @@ class RequestMetricsMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.metrics = Metrics.get_instance()
+        metrics = Metrics.get_instance()
+        # Each series found once: labels() costs more than the count it leads to. There are as
+        # many as views, methods and statuses.
+        self._requests = functools.cache(metrics.requests_by_method.labels)
+        self._series = functools.cache(
+            lambda status, view, method: (
+                metrics.responses_by_status_view_method.labels(str(status), view, method),
+                metrics.requests_latency_by_view_method.labels(view, method),
+            )
+        )
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         method = request.method if request.method in _METHODS else "<invalid method>"
-        self.metrics.requests_by_method.labels(method).inc()
+        self._requests(method).inc()
         response = self.get_response(request)
         elapsed = time.perf_counter() - started
         match = getattr(request, "resolver_match", None)
         view = (match.view_name if match else None) or "<unnamed view>"
         status = response.status_code
-        self.metrics.responses_by_status_view_method.labels(str(status), view, method).inc()
-        self.metrics.requests_latency_by_view_method.labels(view, method).observe(elapsed)
+        responses, latency = self._series(status, view, method)
+        responses.inc()
+        latency.observe(elapsed)
         if status >= 500 or elapsed >= settings.SLOW_REQUEST_SECONDS:
             _log(logging.WARNING, request, status, elapsed)
         elif logger.isEnabledFor(logging.DEBUG):
