@@ -34,6 +34,10 @@ def _unpooled_connection() -> BaseDatabaseWrapper:
     if settings_dict["ENGINE"].endswith("postgresql"):
         # Waiting callers wait for this connection: an unreachable server must fail it soon.
         options.setdefault("connect_timeout", 5)
+    # Planned anew each time, never prepared: a writer's tables grow from empty within the
+    # first minute of a sale, before autovacuum's first ANALYZE, and a plan PostgreSQL keeps
+    # from then scans what became thousands of rows (a rush's rate fell threefold in a minute).
+    options["prepare_threshold"] = None
     settings_dict["OPTIONS"] = options
     backend = load_backend(settings_dict["ENGINE"])
     own: BaseDatabaseWrapper = backend.DatabaseWrapper(settings_dict, DEFAULT_DB_ALIAS)

@@ -47,8 +47,9 @@ _ITEMS = Item._meta.db_table
 PROPOSED = (Outcome.HELD, Outcome.EXISTING)  # the outcomes that claim the item
 _PROPOSED = "(" + ", ".join(f"'{outcome}'" for outcome in PROPOSED) + ")"
 
-# The rows arrive as one array per column; `n` keeps their order. `decided` is evaluated once,
-# so each row draws its id there and the answer reads the same ids back.
+# The rows arrive as one array per column; `n` keeps their order. `verdict` and `decided` are
+# evaluated once: each row's verdict is decided once, and each draws its id in `decided`, so the
+# answer reads the same ids back.
 _CLAIM_AND_RECORD = f"""
 WITH u AS (
     SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::varchar[],
@@ -62,7 +63,7 @@ WITH u AS (
         AND (i.claimed_until IS NULL OR i.claimed_until <= u.created_at
             OR (i.claimed_by = u.user_id AND i.claim_code = u.code))
     RETURNING u.n
-), verdict AS (
+), verdict AS MATERIALIZED (
     SELECT u.*, i.claim_code AS their_code, i.claimed_until AS their_until, CASE
         WHEN u.outcome NOT IN {_PROPOSED} THEN u.outcome
         WHEN u.n IN (SELECT n FROM claimed) THEN CASE
