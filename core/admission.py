@@ -16,7 +16,8 @@ only the part not reserved (`reserve`), so that a buyer who holds an item can pa
 rush. A request that finds no free slot waits in a short queue, priority first and then first
 come, for at most `max_wait`: the queue the server keeps anyway, made visible and bounded, so
 that it has to run more threads than `limit + queue` (README "Admission"). Past that queue the
-request is turned away.
+request is turned away; a purchase or a returning buyer finding it full turns away its last
+newcomer instead.
 
 **The waiting room.** A busy answer carries a signed token naming the buyer, when it was issued
 and when to return, and `Retry-After` the same in whole seconds (rounded up, plus up to a second
@@ -161,19 +162,23 @@ class Admission:
                 return True
             room = self.config["queue"] * (1.0 if priority else 1.0 - self.config["reserve"])
             if len(self.waiting) >= int(room):
-                return False
+                if not priority or not self.waiting or self.waiting[-1].priority:
+                    return False
+                # A full queue turns away its last newcomer, not a purchase or a return.
+                self.waiting.pop().woken.set()
             waiter = _Waiter(priority)
             at = next(
                 (i for i, w in enumerate(self.waiting) if priority and not w.priority),
                 len(self.waiting),
             )
             self.waiting.insert(at, waiter)
-        if waiter.woken.wait(self.config["max_wait"]):
+        if waiter.woken.wait(self.config["max_wait"]) and waiter.granted:
             return True
         with self.lock:
             if waiter.granted:  # granted between the timeout and the lock
                 return True
-            self.waiting.remove(waiter)
+            if waiter in self.waiting:  # else pushed out by a purchase or a return
+                self.waiting.remove(waiter)
             return False
 
     def leave(self, latency: float | None) -> None:

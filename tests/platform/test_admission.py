@@ -1,6 +1,7 @@
 """Admission control's parts on their own: the adaptive limit, the gate and its queue, tokens."""
 
 import threading
+import time
 
 import pytest
 
@@ -88,6 +89,35 @@ def test_a_freed_slot_goes_to_a_waiting_priority_request_before_an_earlier_newco
     gate.leave(0.01)
     newcomer.join(timeout=5)
     assert admitted == ["returning", "newcomer"]
+
+
+def test_a_purchase_or_return_finding_the_queue_full_turns_away_its_last_newcomer():
+    gate = Admission(CONFIG | {"queue": 2, "reserve": 0.0})
+    for _ in range(4):
+        assert gate.enter(True)
+    admitted: dict[str, bool] = {}
+
+    def wait(name: str, priority: bool) -> None:
+        admitted[name] = gate.enter(priority)
+
+    threads = [
+        threading.Thread(target=wait, args=(name, priority))
+        for name, priority in [("first", False), ("last", False), ("buyer", True)]
+    ]
+    for n, thread in enumerate(threads):
+        thread.start()
+        deadline = time.monotonic() + 5
+        while len(gate.waiting) < min(n + 1, 2) and not admitted and time.monotonic() < deadline:
+            threading.Event().wait(0.001)
+    threads[1].join(timeout=5)
+    assert admitted == {"last": False}  # pushed out at once, long before max_wait
+    assert [w.priority for w in gate.waiting] == [True, False]
+    gate.leave(0.01)
+    gate.leave(0.01)
+    for thread in threads:
+        thread.join(timeout=5)
+    assert admitted == {"last": False, "buyer": True, "first": True}
+    assert gate.inside == 4
 
 
 def test_past_a_full_queue_a_request_is_turned_away_at_once():
