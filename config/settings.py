@@ -303,6 +303,7 @@ ADMISSION = {
     "queue": whole("ADMISSION_QUEUE", 32),
     "max_wait": positive("ADMISSION_MAX_WAIT_MS", 200) / 1000,
     "reserve": share("ADMISSION_RESERVE_PERCENT", 20),
+    "return_share": share("ADMISSION_RETURN_PERCENT", 20),
     "token_ttl": positive("ADMISSION_TOKEN_TTL_SECONDS", 30),
     "max_retry_after": positive("ADMISSION_MAX_RETRY_AFTER", 30),
     "flush": positive("ADMISSION_FLUSH_SECONDS", 5),

@@ -21,8 +21,9 @@ newcomer instead.
 
 **The waiting room.** A busy answer carries a signed token naming the buyer, when it was issued
 and when to return, and `Retry-After` the same in whole seconds (rounded up, plus up to a second
-of jitter). Return times are spaced at the rate the process completes admitted requests, so the
-wait named grows with the number waiting and those turned away first return first. Coming back
+of jitter). Return times are spaced at a share (`return_share`) of the rate the process completes
+admitted requests, so the wait named grows with the number waiting and those turned away first
+return first. Coming back
 with the token from that time on (for `token_ttl` seconds) admits the buyer with priority, once.
 A token that is forged, another buyer's, spent already, early or stale is ignored: the request
 is a newcomer's, never refused for it (a 4xx would only make the client retry sooner).
@@ -202,12 +203,13 @@ class Admission:
         with self.lock:
             if ahead:
                 return now + 1.0
-            # Returns take the unreserved share of what the process completes; the rest is
-            # for purchases and for returning buyers turned away again.
+            # Returns are spaced at a share of what the process completes; the rest is for
+            # purchases, returning buyers turned away again and newcomers who find room. Spaced
+            # at the whole rate, returns and newcomers together exceed it: the excess waits in
+            # the server's queue, and every answer, busy ones included, waits with it.
             rate = self.limit.rate or self.limit.limit / self.config["target"]
-            share = 1.0 - self.config["reserve"]
             slot = min(max(now + 1.0, self.next_return), now + self.config["max_retry_after"])
-            self.next_return = slot + 1.0 / max(rate * share, 1.0)
+            self.next_return = slot + 1.0 / max(rate * self.config["return_share"], 1.0)
             return slot
 
 

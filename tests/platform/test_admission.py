@@ -14,6 +14,7 @@ CONFIG = {
     "queue": 4,
     "max_wait": 5.0,
     "reserve": 0.5,
+    "return_share": 0.25,
     "max_retry_after": 30,
 }
 
@@ -142,7 +143,7 @@ def test_return_times_are_spaced_by_the_rate_and_grow_with_those_waiting():
     times = [gate.return_at(1000.0, ahead=False) for _ in range(300)]
     assert times == sorted(times)
     assert times[0] == pytest.approx(1001.0)
-    assert times[-1] == pytest.approx(1001.0 + 299 / (100 * 0.5))  # half reserved
+    assert times[-1] == pytest.approx(1001.0 + 299 / (100 * 0.25))  # a quarter of the rate
     assert gate.return_at(1000.0, ahead=True) == pytest.approx(1001.0)
 
 

@@ -140,6 +140,7 @@ def test_rabbitmq_publishes_with_confirms_and_redis_keeps_its_visibility_timeout
             "REDIS_URL",
         ),
         ({"ADMISSION_RESERVE_PERCENT": "120"}, "ADMISSION_RESERVE_PERCENT"),
+        ({"ADMISSION_RETURN_PERCENT": "-1"}, "ADMISSION_RETURN_PERCENT"),
         ({"ADMISSION_QUEUE": "-1"}, "ADMISSION_QUEUE"),
         ({"ADMISSION_MIN_LIMIT": "40"}, "ADMISSION_MIN_LIMIT"),
         ({"DATABASE_URL": "mysql://x@y/z", **PRODUCTION}, "DATABASE_URL"),
