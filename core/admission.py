@@ -389,7 +389,12 @@ def _busy(gate_: Gate, buyer: str, returning: dict[str, Any] | None) -> JsonResp
     TURNED_AWAY.labels(gate_.operation).inc()
     tally().add(gate_.operation, admitted=False)
     headers = {"Retry-After": str(retry_after), TOKEN_HEADER: token}
-    return shaped(503, BUSY_CODE, BUSY_MESSAGE, headers, token=token, retry_after=retry_after)
+    response = shaped(503, BUSY_CODE, BUSY_MESSAGE, headers, token=token, retry_after=retry_after)
+    # Counted, not logged: in a rush, thousands a second, and the log lines cost more than the
+    # answer. Neither Django's error line for a 5xx nor ours (RequestMetricsMiddleware).
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    response.shed = True  # type: ignore[attr-defined]
+    return response
 
 
 class AdmissionMiddleware:

@@ -78,7 +78,8 @@ class RequestMetricsMiddleware:
     and method), and a log line for a request that failed or was slow. django-prometheus's own
     pair of middlewares writes eleven series per request, which made it the largest cost of a
     request in this service. Query strings are left out of the log on purpose: checkout codes
-    travel in them. At DEBUG, every request is logged."""
+    travel in them. A busy answer of admission control is shed load, counted and not logged. At
+    DEBUG, every request is logged."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -105,7 +106,8 @@ class RequestMetricsMiddleware:
         responses, latency = self._series(status, view, method)
         responses.inc()
         latency.observe(elapsed)
-        if status >= 500 or elapsed >= settings.SLOW_REQUEST_SECONDS:
+        failed = status >= 500 and not getattr(response, "shed", False)
+        if failed or elapsed >= settings.SLOW_REQUEST_SECONDS:
             _log(logging.WARNING, request, status, elapsed)
         elif logger.isEnabledFor(logging.DEBUG):
             _log(logging.DEBUG, request, status, elapsed)

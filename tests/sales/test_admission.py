@@ -6,7 +6,11 @@ returning with a valid token does. A refused token (forged, another buyer's, spe
 ignored, so its request is a newcomer's and is turned away like one.
 """
 
+import logging
+from unittest import mock
+
 import pytest
+from django.db import OperationalError
 from django.test import Client
 
 from core import admission
@@ -59,6 +63,20 @@ def test_a_busy_answer_is_fast_shaped_and_no_attempt(api, open_sale, crowded):
     assert error["retry_after"] == int(response["Retry-After"])
     assert error["token"] == response["Admission-Token"]
     assert not CheckoutAttempt.objects.exists()  # never reached the sale
+
+
+def test_busy_answers_are_not_logged_unlike_other_5xx(api, open_sale, crowded, caplog):
+    item = open_sale().items.first()
+    with caplog.at_level(logging.INFO):
+        assert checkout(api, "alice", item.pk).status_code == 503
+    assert caplog.records == []  # shed load, thousands a second in a rush: counted instead
+    crowded.inside = 0
+    with (
+        caplog.at_level(logging.INFO),
+        mock.patch("sales.stock._attempts.record", side_effect=OperationalError("down")),
+    ):
+        assert checkout(api, "alice", item.pk).status_code == 503
+    assert {record.name for record in caplog.records} >= {"requests", "django.request"}
 
 
 def test_busy_answers_are_counted_per_minute_not_recorded(api, open_sale, crowded):
