@@ -163,8 +163,8 @@ def sale_open_missed_hour(*, now: datetime | None = None) -> None:
     )
     if latest is not None and latest < hour:
         sale_open(hour=hour)
-    if latest is not None:
-        opened["hour"] = hour
+    # Checked for this hour: an hourly sale opened later this hour is this hour's.
+    opened["hour"] = hour
 
 
 def _insert_items(sale: Sale, count: int) -> None:
