@@ -4,7 +4,8 @@ machine, measured with wrk.
 Starts a throw-away stack (`testkit/stack.py`: a PostgreSQL database and a redis-server of its
 own, the web server `make serve` runs, one Celery worker), then measures:
 
-- `/ping` (the server, Django and the project's middleware, no database), health,
+- `/ping` (the server, Django and the project's middleware, no database), health, the current
+  sale's page (`/sales/current`, its figures cached for a second per process),
   checkout, purchase and ticket ingest, each at 64 and 256 connections: requests/s,
   p50/p90/p99 and errors, and each endpoint's rate as a fraction of `/ping` at the same
   connections. Checkouts are first-time holds (a distinct buyer and a distinct item per

@@ -1,6 +1,6 @@
 -- One wrk script for every benchmark cell; `make bench` (loadtests/bench/) drives it.
 --
--- WRK_ENDPOINT  ping | health | checkout | purchase | ticket
+-- WRK_ENDPOINT  ping | health | sale (the current sale's page) | checkout | purchase | ticket
 -- WRK_DATA      records for the endpoint: item ids or codes one a line, or tickets separated
 --               by the ASCII record separator (tickets span several lines)
 -- WRK_THREADS   the -t given to wrk, so that threads take disjoint records
@@ -45,6 +45,7 @@ function init(args)
    samples = {}
    health = wrk.format("GET", "/health")
    ping = wrk.format("GET", "/ping")
+   sale = wrk.format("GET", "/sales/current")
    dry_run = index == 0
 end
 
@@ -71,6 +72,8 @@ function request()
       return ping
    elseif endpoint == "health" then
       return health
+   elseif endpoint == "sale" then
+      return sale
    elseif endpoint == "checkout" then
       local item, position = next_record()
       local path = "/checkout?user_id=" .. prefix .. "-" .. position .. "&id=" .. item
