@@ -23,10 +23,10 @@ newcomer instead.
 and when to return, and `Retry-After` the same in whole seconds (rounded up, plus up to a second
 of jitter). Return times are spaced at a share (`return_share`) of the rate the process completes
 admitted requests, so the wait named grows with the number waiting and those turned away first
-return first. Coming back
-with the token from that time on (for `token_ttl` seconds) admits the buyer with priority, once.
-A token that is forged, another buyer's, spent already, early or stale is ignored: the request
-is a newcomer's, never refused for it (a 4xx would only make the client retry sooner).
+return first. Coming back with the token from that time on (for `token_ttl` seconds) admits the
+buyer with priority, once. A token that is forged, another buyer's, spent already, early or
+stale is ignored: the request is a newcomer's, never refused for it (a 4xx would only make the
+client retry sooner).
 
 Losing a process's state loses only its limit (it starts again at the maximum) and its counts
 not yet flushed (at most `flush` seconds of them).
