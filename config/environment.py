@@ -75,7 +75,7 @@ def server() -> Server:
         workers=positive("WEB_WORKERS", 2),
         # More threads than admission control lets in (ADMISSION_MAX_LIMIT plus its queue):
         # the rest answer `busy` at once instead of leaving a rush's newcomers unanswered.
-        threads=positive("WEB_THREADS", 64),
+        threads=positive("WEB_THREADS", 96),
         # A rush opens thousands of connections: the kernel's listen queue as deep as
         # net.core.somaxconn allows, and granian's cap on the connections a worker holds far
         # above them, so that a new arrival is accepted and answered (README "Admission").

@@ -297,7 +297,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 # of both reserved for purchases and returning buyers; busy answers counted per minute.
 ADMISSION = {
     "enabled": read("ADMISSION", bool, True),
-    "max_limit": positive("ADMISSION_MAX_LIMIT", 16),
+    "max_limit": positive("ADMISSION_MAX_LIMIT", 32),
     "min_limit": positive("ADMISSION_MIN_LIMIT", 8),
     "target": positive("ADMISSION_TARGET_MS", 250) / 1000,
     "queue": whole("ADMISSION_QUEUE", 32),

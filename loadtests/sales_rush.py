@@ -143,7 +143,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--rabbitmq", action="store_true", help="RabbitMQ as the broker")
     parser.add_argument("--connections", help="the crowd instead: e.g. 64,2000 connections")
     parser.add_argument("--seconds", type=float, default=20, help="measured per crowd")
-    parser.add_argument("--threads", type=int, default=64, help="threads per web process")
+    parser.add_argument("--threads", type=int, default=96, help="threads per web process")
     parser.add_argument("--impatient", action="store_true", help="ignore Retry-After")
     parser.add_argument("--no-admission", action="store_true", help="admission control off")
     return parser.parse_args()
