@@ -143,7 +143,8 @@ def sale_open_hourly(*, now: datetime | None = None) -> Sale:
     return sale_open(hour=now.replace(minute=0, second=0, microsecond=0))
 
 
-# The hour whose sale this process knows is open.
+# The hour this process has checked for a missed sale: its sale is open, or no hourly sale has
+# run yet (beat or `start_sale` then opens it).
 _hour_opened: PerProcess[dict[str, datetime]] = PerProcess(dict)
 
 
