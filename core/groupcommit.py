@@ -34,10 +34,13 @@ def _unpooled_connection() -> BaseDatabaseWrapper:
     if settings_dict["ENGINE"].endswith("postgresql"):
         # Waiting callers wait for this connection: an unreachable server must fail it soon.
         options.setdefault("connect_timeout", 5)
-    # Planned anew each time, never prepared: a writer's tables grow from empty within the
-    # first minute of a sale, before autovacuum's first ANALYZE, and a plan PostgreSQL keeps
-    # from then scans what became thousands of rows (a rush's rate fell threefold in a minute).
-    options["prepare_threshold"] = None
+        # Prepared (parsed once) as the pool's statements are, but planned anew each time: a
+        # writer's tables grow from empty within the first minute of a sale, before
+        # autovacuum's first ANALYZE, and a generic plan kept from then scans what became
+        # thousands of rows (a rush's rate fell threefold in a minute).
+        if options.get("prepare_threshold") is not None:
+            custom = "-c plan_cache_mode=force_custom_plan"
+            options["options"] = f"{options.get('options', '')} {custom}".strip()
     settings_dict["OPTIONS"] = options
     backend = load_backend(settings_dict["ENGINE"])
     own: BaseDatabaseWrapper = backend.DatabaseWrapper(settings_dict, DEFAULT_DB_ALIAS)

@@ -76,3 +76,27 @@ def test_each_attempt_is_committed_before_its_caller_is_answered():
 
     assert race(40, work) == [True] * 40
     assert CheckoutAttempt.objects.count() == 40
+
+
+@pytest.mark.skipif(
+    connection.settings_dict["OPTIONS"].get("prepare_threshold") is None,
+    reason="nothing is prepared behind PgBouncer",
+)
+def test_the_writer_prepares_its_statement_and_plans_it_anew_each_time():
+    def write(db: BaseDatabaseWrapper, rows: Sequence[int]) -> list[tuple[str, int]]:
+        with db.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('plan_cache_mode'), "
+                "(SELECT count(*) FROM pg_prepared_statements WHERE NOT from_sql) "
+                "FROM unnest(%s::int[])",
+                [list(rows)],
+            )
+            return cursor.fetchall()
+
+    writer = GroupCommit(write)
+    try:
+        answers = [writer.insert(row) for row in range(10)]
+    finally:
+        writer.close()
+    assert {mode for mode, _ in answers} == {"force_custom_plan"}
+    assert answers[-1][1] >= 1  # prepared after a few runs: parsed once per connection
