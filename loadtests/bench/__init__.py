@@ -12,6 +12,8 @@ own, the web server `make serve` runs, one Celery worker), then measures:
   request; a 409 is an expected refusal, counted apart). Purchases spend the codes those
   checkouts returned, each once, so they are real first-time purchases; the table says how many
   were (counted in the database), in case a cell outran its codes and repeated some;
+- beside each cell, the CPU each request cost the side's web server, the PostgreSQL server
+  and the side's redis-server (`cpu.py`), so that a gap between sides shows where it lies;
 - the time to open a 10,000-item sale (`sales.services.sale_open`, in a subprocess);
 - the backlog parse rate of one worker: with the worker stopped, N distinct tickets are
   ingested, then one worker starts and the clock runs until none is `received`.

@@ -12,6 +12,7 @@ from loadtests.bench import say
 from loadtests.bench.config import Config
 from loadtests.bench.measures import count, time_sale_open
 from loadtests.bench.wrk import Cell, Load, run_wrk
+from testkit import cpu
 from testkit.stack import Stack, free_port, wait_for
 
 
@@ -54,14 +55,24 @@ class Side:
         say(f"{self.label}: {endpoint} at {conns or 64} connections for {config.duration}s")
         load = Load(endpoint, conns or 64, config.duration, self.stack.workdir)
         with psycopg.connect(self.stack.db_url, autocommit=True) as db:
+            before = self.cpu_used()
             cell = self.cell(db, load, config, tickets)
+            cell.cpu_us = cpu.per_request(before, self.cpu_used(), cell.requests)
         say(f"  {cell.rps} req/s, p99 {cell.p99_ms} ms, statuses {cell.statuses}")
+        say(f"  CPU per request, µs: {cell.cpu_us}")
         for sample in cell.samples[:3]:
             say(f"  e.g. {sample}")
         if not conns:
             return None
         self.cells.append(cell)
         return cell
+
+    def cpu_used(self) -> dict[str, float]:
+        """CPU seconds so far of this side's web servers, its redis-server and PostgreSQL."""
+        processes = self.stack.processes.items()
+        web = [p.pid for name, p in processes if name.startswith(("web-", "floor-"))]
+        redis = self.stack.redis.process
+        return cpu.used(web, redis.pid if redis else None)
 
     def cell(
         self, db: psycopg.Connection, load: Load, config: Config, tickets: list[bytes]

@@ -25,6 +25,7 @@ def markdown(result: Result) -> str:
         lines += [f"A: {sides[0]['label']}; B: {sides[1]['label']}", ""]
     lines += _cells_table(sides, floor)
     lines.append("")
+    lines += _cpu_table([*sides, *([floor] if floor else [])])
     lines += _measures(sides)
     return "\n".join(lines) + "\n"
 
@@ -84,6 +85,23 @@ def _beside_floor(cell: Result, floor: Result | None) -> list[str]:
         return ["", "", "", ""]
     mark = f"**{ratio(cell['rps'], floor['rps'])}**"
     return [f"{floor['rps']:,.0f}", _latency(floor), str(floor["errors"]), mark]
+
+
+def _cpu_table(sides: list[Result]) -> list[str]:
+    """CPU per request by part (web / PostgreSQL / Redis, µs) and in all, side by side."""
+    if not any(cell.get("cpu_us") for side in sides for cell in side["cells"]):
+        return []
+    columns = ["endpoint", "conns"]
+    columns += [f"{side['label']}: web / PostgreSQL / Redis = all, µs" for side in sides]
+    lines = ["CPU per request, where it went:", "", _row(columns), _rule(columns)]
+    by_side = [{(c["endpoint"], c["connections"]): c for c in side["cells"]} for side in sides]
+    for key in by_side[0]:
+        row = [key[0], str(key[1])]
+        for cells in by_side:
+            cpu = cells.get(key, {}).get("cpu_us")
+            row.append(f"{' / '.join(map(str, cpu.values()))} = {sum(cpu.values())}" if cpu else "")
+        lines.append(_row(row))
+    return [*lines, ""]
 
 
 def _pings(side: Result) -> dict[int, float]:

@@ -39,6 +39,7 @@ class Cell:
     socket_errors: dict[str, int] = field(default_factory=dict)
     samples: list[str] = field(default_factory=list)  # a few answers of each 4xx/5xx status
     note: str = ""
+    cpu_us: dict[str, int] = field(default_factory=dict)  # per request, by part (`cpu.py`)
 
 
 @dataclass(frozen=True)
