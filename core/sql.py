@@ -71,21 +71,19 @@ def _run(
     """
     if not rows:
         return []
-    fields = [model._meta.get_field(column) for column in columns]
-    names = ", ".join(f"c{n}" for n in range(len(columns)))
     if db.vendor == "postgresql":
-        types = [field.db_type(db).split("(")[0] for field in fields]  # type: ignore[union-attr]
+        source, json_columns = _unnest(db, model, tuple(columns))
         arrays = [
             [None if value is None else json.dumps(value) for value in values]
-            if isinstance(field, models.JSONField)
+            if is_json
             else list(values)
-            for field, values in zip(fields, zip(*rows, strict=True), strict=True)
+            for is_json, values in zip(json_columns, zip(*rows, strict=True), strict=True)
         ]
-        casts = ", ".join(f"%s::{db_type}[]" for db_type in types)
         with db.cursor() as cursor:
-            source = f"SELECT * FROM unnest({casts}) AS u({names}) WHERE true"
             cursor.execute(statement(source), arrays)
             return cursor.fetchall() if cursor.description else []
+    fields = [model._meta.get_field(column) for column in columns]
+    names = ", ".join(f"c{n}" for n in range(len(columns)))
     returned: list[tuple[Any, ...]] = []
     row = "(" + ", ".join(["%s"] * len(columns)) + ")"
     chunk = _MAX_PARAMETERS // len(columns)
@@ -105,6 +103,26 @@ def _run(
             )
             returned += cursor.fetchall() if cursor.description else []
     return returned
+
+
+_Source = tuple[str, tuple[bool, ...]]
+_unnests: dict[tuple[type[models.Model], tuple[str, ...]], _Source] = {}
+
+
+def _unnest(
+    db: BaseDatabaseWrapper, model: type[models.Model], columns: tuple[str, ...]
+) -> _Source:
+    """The rows' source on PostgreSQL, one array per column, and which columns are JSON: the
+    same for every call with these columns, so worked out once. The arrays travel in binary,
+    which psycopg packs without escaping each value (a ticket's body is kilobytes)."""
+    if (model, columns) not in _unnests:
+        fields = [model._meta.get_field(column) for column in columns]
+        types = [field.db_type(db).split("(")[0] for field in fields]  # type: ignore[union-attr]
+        casts = ", ".join(f"%b::{db_type}[]" for db_type in types)
+        names = ", ".join(f"c{n}" for n in range(len(columns)))
+        source = f"SELECT * FROM unnest({casts}) AS u({names}) WHERE true"
+        _unnests[model, columns] = (source, tuple(isinstance(f, models.JSONField) for f in fields))
+    return _unnests[model, columns]
 
 
 _MAX_PARAMETERS = 32_000  # SQLite takes up to 32,766 parameters in one statement
