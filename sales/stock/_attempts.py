@@ -52,8 +52,8 @@ _PROPOSED = "(" + ", ".join(f"'{outcome}'" for outcome in PROPOSED) + ")"
 # answer reads the same ids back.
 _CLAIM_AND_RECORD = f"""
 WITH u AS (
-    SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::varchar[],
-        %s::varchar[], %s::varchar[], %s::timestamptz[], %s::boolean[], %s::timestamptz[])
+    SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::varchar[], %b::varchar[],
+        %b::varchar[], %b::varchar[], %b::timestamptz[], %b::boolean[], %b::timestamptz[])
         WITH ORDINALITY AS u({", ".join(_COLUMNS)}, n)
 ), claimed AS (
     UPDATE {_ITEMS} i
