@@ -256,6 +256,9 @@ class Stack(Running):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=30)
+        # A child still shutting down (a server's worker) must not outlive the stack.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
