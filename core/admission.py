@@ -57,6 +57,7 @@ from core.process import PerProcess
 logger = logging.getLogger(__name__)
 
 TOKEN_HEADER = "Admission-Token"  # noqa: S105 (a header's name)
+_TOKEN_META = "HTTP_" + TOKEN_HEADER.upper().replace("-", "_")
 BUSY_CODE = "busy"
 BUSY_MESSAGE = "The sale is busy; come back after Retry-After seconds with the Admission-Token."
 
@@ -307,13 +308,13 @@ class Tally:
     thread of the process's own at most every `flush` seconds, never by a request."""
 
     def __init__(self) -> None:
-        self.counts: dict[tuple[datetime, str], list[int]] = {}
+        self.counts: dict[tuple[int, str], list[int]] = {}  # by minute since the epoch
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
 
     def add(self, operation: str, *, admitted: bool) -> None:
-        minute = datetime.now(UTC).replace(second=0, microsecond=0)
+        minute = int(time.time() // 60)
         with self.lock:
             counts = self.counts.setdefault((minute, operation), [0, 0])
             counts[0 if admitted else 1] += 1
@@ -332,7 +333,10 @@ class Tally:
     def flush(self) -> None:
         with self.lock:
             counts, self.counts = self.counts, {}
-        rows = [(minute, op, n[0], n[1]) for (minute, op), n in sorted(counts.items())]
+        rows = [
+            (datetime.fromtimestamp(minute * 60, UTC), op, n[0], n[1])
+            for (minute, op), n in sorted(counts.items())
+        ]
         if not rows:
             return
         try:
@@ -417,7 +421,8 @@ class AdmissionMiddleware:
         gate_: Gate | None = getattr(getattr(view, "view_class", None), "admission", None)
         if gate_ is None or request.method != "POST" or not settings.ADMISSION["enabled"]:
             return None
-        token = request.headers.get(TOKEN_HEADER)
+        # From META: `request.headers` would build a mapping of every header, for one.
+        token = request.META.get(_TOKEN_META)
         buyer = _buyer(request, gate_.buyer) if token else None
         returning = token_read(token, buyer=buyer or "", now=wall_clock()) if token else None
         admission = gate()
