@@ -83,7 +83,7 @@ def _run(
             cursor.execute(statement(source), arrays)
             return cursor.fetchall() if cursor.description else []
     fields = [model._meta.get_field(column) for column in columns]
-    names = ", ".join(f"c{n}" for n in range(len(columns)))
+    names = _names(len(columns))
     returned: list[tuple[Any, ...]] = []
     row = "(" + ", ".join(["%s"] * len(columns)) + ")"
     chunk = _MAX_PARAMETERS // len(columns)
@@ -105,6 +105,11 @@ def _run(
     return returned
 
 
+def _names(count: int) -> str:
+    """The source's column names: c0, c1..."""
+    return ", ".join(f"c{n}" for n in range(count))
+
+
 _Source = tuple[str, tuple[bool, ...]]
 _unnests: dict[tuple[type[models.Model], tuple[str, ...]], _Source] = {}
 
@@ -119,8 +124,7 @@ def _unnest(
         fields = [model._meta.get_field(column) for column in columns]
         types = [field.db_type(db).split("(")[0] for field in fields]  # type: ignore[union-attr]
         casts = ", ".join(f"%b::{db_type}[]" for db_type in types)
-        names = ", ".join(f"c{n}" for n in range(len(columns)))
-        source = f"SELECT * FROM unnest({casts}) AS u({names}) WHERE true"
+        source = f"SELECT * FROM unnest({casts}) AS u({_names(len(columns))}) WHERE true"
         _unnests[model, columns] = (source, tuple(isinstance(f, models.JSONField) for f in fields))
     return _unnests[model, columns]
 

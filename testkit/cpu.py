@@ -21,6 +21,7 @@ def used(web: Collection[int], redis: int | None) -> dict[str, float]:
     """CPU seconds used so far by each part: `web` are the sessions of the web servers (each
     started in a session of its own), `redis` the redis-server's process id."""
     seconds = dict.fromkeys(PARTS, 0.0)
+    tick = 1 / os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             command, session, ticks = _ticks((entry / "stat").read_text())
@@ -33,7 +34,7 @@ def used(web: Collection[int], redis: int | None) -> dict[str, float]:
             else None
         )  # fmt: skip
         if part:
-            seconds[part] += ticks / os.sysconf("SC_CLK_TCK")
+            seconds[part] += ticks * tick
     return seconds
 
 
