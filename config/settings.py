@@ -57,7 +57,7 @@ def _database() -> dict[str, Any]:
         }
     if not db["ENGINE"].endswith("postgresql"):
         raise ImproperlyConfigured(f"DATABASE_URL must point at PostgreSQL, got {db['ENGINE']}")
-    db["ENGINE"] = "django_prometheus.db.backends.postgresql"
+    db["ENGINE"] = "core.postgresql"
     options = db.setdefault("OPTIONS", {})
     options["pool"] = {"min_size": 1, "max_size": positive("DB_POOL_SIZE", 16), "timeout": 10}
     db["CONN_MAX_AGE"] = 0  # the pool owns connection lifetime
