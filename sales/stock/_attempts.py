@@ -16,12 +16,15 @@ SQLite default, which has no Redis path) attempts are plain INSERTs and holds ar
 plain UPDATE.
 """
 
+import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import UniqueConstraint
 from django.utils import timezone
 
 from core.groupcommit import GroupCommit
@@ -67,8 +70,7 @@ WITH u AS (
     SELECT u.*, i.claim_code AS their_code, i.claimed_until AS their_until, CASE
         WHEN u.outcome NOT IN {_PROPOSED} THEN u.outcome
         WHEN u.n IN (SELECT n FROM claimed) THEN CASE
-            WHEN EXISTS (SELECT FROM {_ATTEMPTS} a WHERE a.code = u.code AND a.outcome = 'held')
-            THEN 'existing' ELSE 'held' END
+            WHEN stored.id IS NOT NULL THEN 'existing' ELSE 'held' END
         -- the same buyer's repeated request, claimed by its twin in this very statement
         WHEN EXISTS (SELECT FROM claimed c JOIN u twin ON twin.n = c.n
             WHERE twin.item_id = u.item_id AND twin.user_id = u.user_id AND twin.code = u.code)
@@ -78,6 +80,8 @@ WITH u AS (
         ELSE 'item_reserved'
     END AS verdict
     FROM u LEFT JOIN {_ITEMS} i ON i.id = u.item_id
+        -- the hold under this code, if stored already (one at most: a hold's code is unique)
+        LEFT JOIN {_ATTEMPTS} stored ON stored.code = u.code AND stored.outcome = 'held'
 ), decided AS (
     SELECT nextval(pg_get_serial_sequence('{_ATTEMPTS}', 'id')) AS id,
         sale_id, item_id, user_id, requested_id, via_redis, created_at, n,
@@ -113,12 +117,56 @@ def _write(db: BaseDatabaseWrapper, rows: Sequence[tuple[Any, ...]]) -> list[_Wr
         update_rows(db, Item, ("id", "claimed_by", "claim_code", "claimed_until"), claims)
         ids = sorted(pk for (pk,) in returned)  # drawn in the order of the rows
         return [_Written(pk, row[4], row[5], row[6]) for pk, row in zip(ids, rows, strict=True)]
+    if not db.in_atomic_block:
+        _plan_once_when_known(db)
     with db.cursor() as cursor:
         cursor.execute(
             _CLAIM_AND_RECORD,
             [list(column) for column in zip(*rows, strict=True)],
         )
         return [_Written(*row) for row in cursor.fetchall()]
+
+
+# The writer's session plans the statement on every run (core/groupcommit.py), about half of
+# PostgreSQL's work for it. Once the held attempts have statistics, the session keeps one
+# generic plan, over indexes. Made earlier, on an empty table, that plan reads every held
+# attempt to find one code: it costs nothing while the table is empty and ever more as it
+# fills (README "Performance"). PostgreSQL makes the plan anew whenever the table's statistics
+# change (autovacuum's ANALYZE). Not behind PgBouncer: nothing is prepared there, and a
+# session's setting would outlive its transaction.
+_KNOWN_HELD = 1000
+_LOOK_EVERY = 5.0  # seconds between looks at the statistics, per process
+# The unique index of held attempts' codes, its statistics those of the held attempts.
+_HELD_CODES = next(
+    c.name for c in CheckoutAttempt._meta.constraints if isinstance(c, UniqueConstraint)
+)
+_planned_once: "weakref.WeakSet[Any]" = weakref.WeakSet()  # the sessions switched
+_next_look = PerProcess(lambda: [0.0])
+
+
+def _plan_once_when_known(db: BaseDatabaseWrapper) -> None:
+    if db.settings_dict["OPTIONS"].get("prepare_threshold") is None:
+        return
+    db.ensure_connection()
+    session = db.connection
+    if session in _planned_once:
+        return
+    look = _next_look.get()
+    if time.monotonic() < look[0]:
+        return
+    look[0] = time.monotonic() + _LOOK_EVERY
+    with db.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [_HELD_CODES])
+        (held,) = cursor.fetchone()
+        if held < _KNOWN_HELD:
+            return
+        cursor.execute(
+            "SELECT set_config('plan_cache_mode', 'force_generic_plan', false),"
+            " set_config('enable_seqscan', 'off', false),"
+            " set_config('enable_hashjoin', 'off', false),"
+            " set_config('enable_mergejoin', 'off', false)"
+        )
+    _planned_once.add(session)
 
 
 _writer = PerProcess(lambda: GroupCommit(_write), close=GroupCommit.close)

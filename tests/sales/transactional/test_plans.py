@@ -1,0 +1,63 @@
+"""How the arbiter's statement is planned on the writer's session, on the real PostgreSQL."""
+
+import pytest
+from django.db import connection
+
+from sales.models import CheckoutAttempt, Outcome
+from sales.stock import _attempts, refuse
+
+pytestmark = [
+    pytest.mark.skipif(
+        connection.settings_dict["OPTIONS"].get("prepare_threshold") is None,
+        reason="nothing is prepared behind PgBouncer",
+    ),
+    pytest.mark.django_db(transaction=True),
+]
+
+
+def _writer_plan(writes: int) -> tuple[str, int, str]:
+    """Write `writes` attempts, then read the writer session's mode, its generic plans of the
+    statement so far and the plan a run would use now."""
+    for n in range(writes):
+        refuse(user_id=f"u{n}", requested_id="1", outcome=Outcome.INVALID_REQUEST)
+    own = _attempts._writer.get()._connection
+    assert own is not None
+    with own.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        (mode,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT name, generic_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%claimed AS (%"],
+        )
+        ((name, generic),) = cursor.fetchall()
+        cursor.execute(
+            f'EXPLAIN (COSTS OFF) EXECUTE "{name}"'
+            "('{1}', '{1}', '{u}', '{1}', '{held}', '{c}', '{2026-01-01}', '{t}', '{2026-01-01}')"
+        )
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    return mode, generic, plan
+
+
+def test_the_statement_is_planned_once_over_indexes_once_held_attempts_are_known(open_sale):
+    item = open_sale(items=1).items.get()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {CheckoutAttempt._meta.db_table} (sale_id, item_id, user_id,"
+            " requested_id, outcome, code, expires_at, via_redis, created_at)"
+            " SELECT %s, %s, 'u' || n, '1', 'held', 'c' || n, now(), false, now()"
+            " FROM generate_series(1, 2000) AS n",
+            [item.sale_id, item.pk],
+        )
+    # Not analyzed yet: a plan made now would scan the held attempts, so each run is planned.
+    mode, generic, _ = _writer_plan(8)
+    assert (mode, generic) == ("force_custom_plan", 0)
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {CheckoutAttempt._meta.db_table}")
+    _attempts._writer.reset()  # a new session, as a new process would open
+    _attempts._next_look.reset()
+    mode, generic, plan = _writer_plan(8)
+    assert (mode, generic >= 1) == ("force_generic_plan", True)
+    assert "using attempt_held_code_unique" in plan, plan
+    assert "Seq Scan" not in plan, plan
+    assert "Hash" not in plan, plan
