@@ -37,7 +37,9 @@ def _unpooled_connection() -> BaseDatabaseWrapper:
         # Prepared (parsed once) as the pool's statements are, but planned anew each time: a
         # writer's tables grow from empty within the first minute of a sale, before
         # autovacuum's first ANALYZE, and a generic plan kept from then scans what became
-        # thousands of rows (a rush's rate fell threefold in a minute).
+        # thousands of rows (a rush's rate fell threefold in a minute). A writer that knows
+        # when its tables have statistics may switch its session to one generic plan then
+        # (sales/stock/_attempts.py).
         if options.get("prepare_threshold") is not None:
             custom = "-c plan_cache_mode=force_custom_plan"
             options["options"] = f"{options.get('options', '')} {custom}".strip()
