@@ -140,21 +140,28 @@ _LOOK_EVERY = 5.0  # seconds between looks at the statistics, per process
 _HELD_CODES = next(
     c.name for c in CheckoutAttempt._meta.constraints if isinstance(c, UniqueConstraint)
 )
-_planned_once: "weakref.WeakSet[Any]" = weakref.WeakSet()  # the sessions switched
-_next_look = PerProcess(lambda: [0.0])
+
+
+class _Plans:
+    """The writer sessions of this process switched to the generic plan, and when the process
+    next looks at the statistics."""
+
+    def __init__(self) -> None:
+        self.switched: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.next_look = 0.0
+
+
+_plans = PerProcess(_Plans)
 
 
 def _plan_once_when_known(db: BaseDatabaseWrapper) -> None:
     if db.settings_dict["OPTIONS"].get("prepare_threshold") is None:
         return
     db.ensure_connection()
-    session = db.connection
-    if session in _planned_once:
+    session, plans = db.connection, _plans.get()
+    if session in plans.switched or time.monotonic() < plans.next_look:
         return
-    look = _next_look.get()
-    if time.monotonic() < look[0]:
-        return
-    look[0] = time.monotonic() + _LOOK_EVERY
+    plans.next_look = time.monotonic() + _LOOK_EVERY
     with db.cursor() as cursor:
         cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [_HELD_CODES])
         (held,) = cursor.fetchone()
@@ -166,7 +173,7 @@ def _plan_once_when_known(db: BaseDatabaseWrapper) -> None:
             " set_config('enable_hashjoin', 'off', false),"
             " set_config('enable_mergejoin', 'off', false)"
         )
-    _planned_once.add(session)
+    plans.switched.add(session)
 
 
 _writer = PerProcess(lambda: GroupCommit(_write), close=GroupCommit.close)

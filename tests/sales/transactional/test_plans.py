@@ -54,8 +54,8 @@ def test_the_statement_is_planned_once_over_indexes_once_held_attempts_are_known
 
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {CheckoutAttempt._meta.db_table}")
-    _attempts._writer.reset()  # a new session, as a new process would open
-    _attempts._next_look.reset()
+    _attempts._writer.reset()  # a new session, and a process that looks at the statistics
+    _attempts._plans.reset()
     mode, generic, plan = _writer_plan(8)
     assert (mode, generic >= 1) == ("force_generic_plan", True)
     assert "using attempt_held_code_unique" in plan, plan
