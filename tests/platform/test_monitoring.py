@@ -201,11 +201,15 @@ def has_data(answer: Any) -> bool:
     return any(series["value"][1] != "NaN" for series in answer["result"])
 
 
-def traffic(web: str, stack: Stack) -> tuple[str, str]:
+def traffic(web: str, stack: Stack, prometheus: str) -> tuple[str, str]:
     """Checkouts, purchases and tickets of every outcome; a sale sold out, one still selling.
     Returns the two sales' ids."""
     client = Client(web)
     sold_out = stack.manage_json("start_sale", "--items", "2")["id"]
+    # Scraped while it sells, as a sale of an hour is: a process shows a sale's final figures
+    # once it has shown it selling.
+    selling_first = f'sales_available_items{{sale="{sold_out}"}}'
+    wait_for(lambda: api(prometheus, "query", query=selling_first)["result"][0], "a sale selling")
     items = [row[0] for row in stack.query(f"SELECT id FROM sales_item WHERE sale_id = {sold_out}")]
     for n, item in enumerate(items):
         status, hold = client.post(f"/checkout?user_id=buyer{n}&id={item}")
@@ -256,7 +260,7 @@ def test_a_real_prometheus_finds_every_target_up_and_data_in_every_panel(tmp_pat
         wait_for(lambda: urllib.request.urlopen(f"{base}/-/ready", timeout=1), "prometheus")
         # Once scraped, so that rates and quantiles see the traffic happen.
         wait_for(lambda: api(base, "query", query="up")["result"][len(JOBS) - 1], "targets")
-        sold_out, selling = traffic(web, stack)
+        sold_out, selling = traffic(web, stack, base)
         # A counter's first sample is its first value, not an increase: a second round of
         # tickets is what rates see, as they would see the tickets of a steady day.
         send_tickets(web, seed=1)
