@@ -10,6 +10,8 @@ app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+from core import watchdog  # noqa: E402, F401 (its signals stop a worker that no longer consumes)
+
 
 @signals.worker_init.connect
 def metrics_port(**_: object) -> None:

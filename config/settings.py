@@ -231,6 +231,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # (acknowledged late, so never acknowledged) and runs again, which the tasks allow.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+# Each worker also reads a queue of its own, where its watchdog's probes go (core/watchdog.py):
+# a worker none of whose probes comes back in this many seconds stops, for its supervisor to
+# start again. 0 turns the watchdog off.
+CELERY_WORKER_DIRECT = True
+WORKER_STALL_SECONDS = whole("WORKER_STALL_SECONDS", 120)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker waits for its broker for ever
 if CELERY_BROKER_URL.startswith("amqp"):

@@ -215,6 +215,10 @@ class Stack(Running):
         self.start()
 
     def __exit__(self, *exc: object) -> None:
+        if exc and exc[0] is not None:  # what each process said, in the failing test's report
+            for log in sorted(self.workdir.glob("*.log")):
+                tail = log.read_text(errors="replace")[-4000:]
+                print(f"----- {log.name} (its end) -----\n{tail}", file=sys.stderr)
         for name in list(self.processes):
             self.stop(name)
         self.redis.kill()
@@ -303,17 +307,21 @@ class Stack(Running):
         return url
 
     def start_worker(
-        self, name: str = "worker", concurrency: int = 1, env: dict[str, str] | None = None
+        self,
+        name: str = "worker",
+        concurrency: int = 1,
+        env: dict[str, str] | None = None,
+        supervised: bool = False,
     ) -> None:
-        """A Celery worker; returns once it is consuming."""
-        self.spawn(
-            name,
-            [
-                str(self.bin / "celery"), "-A", "config", "worker", "--loglevel=INFO",
-                f"--concurrency={concurrency}", "-n", f"{name}@%h",
-            ],
-            env,
-        )  # fmt: skip
+        """A Celery worker; returns once it is consuming. A supervised one is started again
+        whenever it exits, as the compose file's restart policy does."""
+        command = [
+            str(self.bin / "celery"), "-A", "config", "worker", "--loglevel=INFO",
+            f"--concurrency={concurrency}", "-n", f"{name}@%h",
+        ]  # fmt: skip
+        if supervised:
+            command = ["sh", "-c", 'while :; do "$@"; sleep 1; done', name, *command]
+        self.spawn(name, command, env)
 
         def consuming() -> None:
             if "ready." not in self.log(name):

@@ -80,12 +80,15 @@ def test_a_worker_killed_while_parsing():
 
 def test_broker_down_tickets_are_acknowledged_then_parsed():
     with Stack(
-        "faults_broker", own_postgres=True, extra_env={"TICKETS_SWEEP_SECONDS": "2"}
+        "faults_broker",
+        own_postgres=True,
+        extra_env={"TICKETS_SWEEP_SECONDS": "2", "WORKER_STALL_SECONDS": "20"},
     ) as stack:
         url = stack.start_web(workers=2)
-        stack.start_worker()
-        # The broker goes while the worker is idle: killed in the middle of acknowledging a
-        # task, kombu's Redis transport can leave the worker unable to consume (README).
+        # Coming back from a broker outage, kombu's Redis transport can leave a worker
+        # connected but no longer consuming; its watchdog then stops it, and its supervisor
+        # starts it again (README, "Workers").
+        stack.start_worker(supervised=True)
         deadline = time.monotonic() + 120
         while stack.log("worker").count(" succeeded in ") < 2:  # its start-up sweeps
             assert time.monotonic() < deadline, "the worker never finished starting"
