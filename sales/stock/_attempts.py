@@ -70,7 +70,11 @@ WITH u AS (
     SELECT u.*, i.claim_code AS their_code, i.claimed_until AS their_until, CASE
         WHEN u.outcome NOT IN {_PROPOSED} THEN u.outcome
         WHEN u.n IN (SELECT n FROM claimed) THEN CASE
-            WHEN stored.id IS NOT NULL THEN 'existing' ELSE 'held' END
+            -- the hold under this code, if stored already (a subquery with LIMIT is run per
+            -- row, over the unique index, never as a join or a hash of every held attempt)
+            WHEN (SELECT true FROM {_ATTEMPTS} stored
+                WHERE stored.code = u.code AND stored.outcome = 'held' LIMIT 1)
+            THEN 'existing' ELSE 'held' END
         -- the same buyer's repeated request, claimed by its twin in this very statement
         WHEN EXISTS (SELECT FROM claimed c JOIN u twin ON twin.n = c.n
             WHERE twin.item_id = u.item_id AND twin.user_id = u.user_id AND twin.code = u.code)
@@ -80,8 +84,6 @@ WITH u AS (
         ELSE 'item_reserved'
     END AS verdict
     FROM u LEFT JOIN {_ITEMS} i ON i.id = u.item_id
-        -- the hold under this code, if stored already (one at most: a hold's code is unique)
-        LEFT JOIN {_ATTEMPTS} stored ON stored.code = u.code AND stored.outcome = 'held'
 ), decided AS (
     SELECT nextval(pg_get_serial_sequence('{_ATTEMPTS}', 'id')) AS id,
         sale_id, item_id, user_id, requested_id, via_redis, created_at, n,
