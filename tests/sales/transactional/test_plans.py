@@ -1,5 +1,7 @@
 """How the arbiter's statement is planned on the writer's session, on the real PostgreSQL."""
 
+import math
+
 import pytest
 from django.db import connection
 
@@ -38,29 +40,51 @@ def _writer_plan(writes: int) -> tuple[str, int, str]:
     return mode, generic, plan
 
 
-def test_the_statement_is_planned_once_over_indexes_once_held_attempts_are_known(open_sale):
-    item = open_sale(items=1).items.get()
+def _add_held(item, first: int, count: int) -> None:
+    """Held attempts written as a rush writes them, and counted in the table's statistics."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {CheckoutAttempt._meta.db_table} (sale_id, item_id, user_id,"
             " requested_id, outcome, code, expires_at, via_redis, created_at)"
             " SELECT %s, %s, 'u' || n, '1', 'held', 'c' || n, now(), false, now()"
-            " FROM generate_series(1, 2000) AS n",
-            [item.sale_id, item.pk],
+            " FROM generate_series(%s::int, %s::int) AS n",
+            [item.sale_id, item.pk, first, first + count - 1],
         )
-    # Not analyzed yet: a plan made now would scan the held attempts, so each run is planned,
-    # and even then, from no statistics, looks a code up in their index, never reading them all.
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+        cursor.execute("SELECT 1")  # idle in between: the counts are flushed
+
+
+def _analyzed() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relid = %s::regclass",
+            [CheckoutAttempt._meta.db_table],
+        )
+        return cursor.fetchone()[0]
+
+
+def test_the_statement_is_planned_once_over_indexes_once_held_attempts_are_known(open_sale):
+    item = open_sale(items=1).items.get()
+    _add_held(item, 1, 500)
+    # Too few held attempts to be known: each run is planned.
+    mode, generic, _ = _writer_plan(8)
+    assert (mode, generic) == ("force_custom_plan", 0)
+
+    # More, before the process looks again: each run is planned, and from statistics that do
+    # not know them, looks a code up in their index, never reading them all.
+    _add_held(item, 501, 1500)
+    _attempts._plans.get().next_look = math.inf
     mode, generic, plan = _writer_plan(8)
     assert (mode, generic) == ("force_custom_plan", 0)
     assert "Index Cond: (code = " in plan, plan
     assert "Bitmap" not in plan, plan
     assert "Seq Scan on sales_checkoutattempt" not in plan, plan
 
-    with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {CheckoutAttempt._meta.db_table}")
-    _attempts._writer.reset()  # a new session, and a process that looks at the statistics
+    # At its next look, the writer finds the table grown past the mark since its last analysis
+    # and analyzes it: its session keeps one plan from then on.
     _attempts._plans.reset()
     mode, generic, plan = _writer_plan(8)
+    assert _analyzed()
     assert (mode, generic >= 1) == ("force_generic_plan", True)
     assert "using attempt_held_code_unique" in plan, plan
     assert "Seq Scan" not in plan, plan
