@@ -134,19 +134,23 @@ def _write(db: BaseDatabaseWrapper, rows: Sequence[tuple[Any, ...]]) -> list[_Wr
 # generic plan, over indexes. Made earlier, on an empty table, that plan reads every held
 # attempt to find one code: it costs nothing while the table is empty and ever more as it
 # fills (README "Performance"). PostgreSQL makes the plan anew whenever the table's statistics
-# change (autovacuum's ANALYZE). A table that has grown by as many rows since its last
-# analysis is analyzed by the writer itself, rather than planned on every run until
-# autovacuum's next round (up to a minute of a new database's first rush). Not behind
-# PgBouncer: nothing is prepared there, and a session's setting would outlive its transaction.
+# change (autovacuum's ANALYZE). A table that has never had statistics (a new database) and has
+# grown by as many rows is analyzed by the writer itself, rather than planned on every run until
+# autovacuum's next round (up to a minute of the first rush); never while another analysis or a
+# vacuum holds the table. Not behind PgBouncer: nothing is prepared there, and a session's
+# setting would outlive its transaction.
 _KNOWN_HELD = 1000
 _LOOK_EVERY = 1.0  # seconds between looks at the statistics, per process
 # The unique index of held attempts' codes, its statistics those of the held attempts.
 _HELD_CODES = next(
     c.name for c in CheckoutAttempt._meta.constraints if isinstance(c, UniqueConstraint)
 )
+# The held attempts as the statistics count them, and whether the table, never analyzed, has
+# grown by as many rows as would make them known.
 _LOOK = (
-    "SELECT c.reltuples, s.n_mod_since_analyze FROM pg_class c, pg_stat_user_tables s"
-    " WHERE c.oid = %s::regclass AND s.relid = %s::regclass"
+    "SELECT i.reltuples, t.reltuples < 0 AND s.n_mod_since_analyze >= %s"
+    " FROM pg_class i, pg_class t JOIN pg_stat_user_tables s ON s.relid = t.oid"
+    " WHERE i.oid = %s::regclass AND t.oid = %s::regclass"
 )
 
 
@@ -171,11 +175,12 @@ def _plan_once_when_known(db: BaseDatabaseWrapper) -> None:
         return
     plans.next_look = time.monotonic() + _LOOK_EVERY
     with db.cursor() as cursor:
-        cursor.execute(_LOOK, [_HELD_CODES, _ATTEMPTS])
-        held, unanalyzed = cursor.fetchone()
-        if held < _KNOWN_HELD and unanalyzed >= _KNOWN_HELD:
-            cursor.execute(f"ANALYZE {_ATTEMPTS}")
-            cursor.execute(_LOOK, [_HELD_CODES, _ATTEMPTS])
+        look = [_KNOWN_HELD, _HELD_CODES, _ATTEMPTS]
+        cursor.execute(_LOOK, look)
+        held, grown_unknown = cursor.fetchone()
+        if held < _KNOWN_HELD and grown_unknown:
+            cursor.execute(f"ANALYZE (SKIP_LOCKED) {_ATTEMPTS}")
+            cursor.execute(_LOOK, look)
             held, _ = cursor.fetchone()
         if held < _KNOWN_HELD:
             return
