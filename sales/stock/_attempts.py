@@ -175,7 +175,7 @@ def _plan_once_when_known(db: BaseDatabaseWrapper) -> None:
         return
     plans.next_look = time.monotonic() + _LOOK_EVERY
     with db.cursor() as cursor:
-        look = [_KNOWN_HELD, _HELD_CODES, _ATTEMPTS]
+        look: list[int | str] = [_KNOWN_HELD, _HELD_CODES, _ATTEMPTS]
         cursor.execute(_LOOK, look)
         held, grown_unknown = cursor.fetchone()
         if held < _KNOWN_HELD and grown_unknown:
