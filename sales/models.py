@@ -80,8 +80,14 @@ class CheckoutAttempt(models.Model):
 
     # No foreign-key constraint to the sale: its check would take a share lock on the one sale row
     # with every insert, the hot row the request path must not have. The item's key covers it.
+    # Nor an index of its own: `attempt_sale_outcome` begins with it.
     sale = models.ForeignKey(
-        Sale, on_delete=models.CASCADE, null=True, related_name="attempts", db_constraint=False
+        Sale,
+        on_delete=models.CASCADE,
+        null=True,
+        related_name="attempts",
+        db_constraint=False,
+        db_index=False,
     )
     item = models.ForeignKey(Item, on_delete=models.CASCADE, null=True, related_name="attempts")
     user_id = models.CharField(max_length=64)
