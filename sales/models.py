@@ -35,7 +35,7 @@ class Item(models.Model):
     # The item's claim, the arbiter of every checkout answer: the live hold (who, under which
     # code, until when) or the sale. One conditional UPDATE of this row decides a hold, and
     # PostgreSQL re-checks its condition on the row's latest version, so two concurrent
-    # statements can never both claim the item (sales/stock/_claims.py).
+    # statements can never both claim the item (sales/stock/_attempts.py).
     claimed_by = models.CharField(max_length=64, blank=True, db_default="")
     claim_code = models.CharField(max_length=32, blank=True, db_default="")
     claimed_until = models.DateTimeField(null=True, blank=True)
