@@ -84,7 +84,9 @@ ADMISSION_PARAMETERS = [
         str,
         OpenApiParameter.HEADER,
         description="The token of an earlier `503 busy` answer, sent back from its "
-        "`Retry-After`: admitted ahead of new arrivals, once, for the buyer it names.",
+        "`Retry-After`: admitted ahead of new arrivals, once, for the buyer it names. Its "
+        "return time may lie past the longest `Retry-After`; sent back before it, the request "
+        "is a new arrival's and, if turned away, keeps the buyer's place.",
         examples=[OpenApiExample("token", value=_TOKEN_EXAMPLE)],
     ),
     OpenApiParameter(

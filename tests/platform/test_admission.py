@@ -1,11 +1,13 @@
 """Admission control's parts on their own: the adaptive limit, the gate and its queue, tokens."""
 
+import math
 import threading
 import time
+from collections import Counter
 
 import pytest
 
-from core.admission import AdaptiveLimit, Admission, token_issue, token_read
+from core.admission import AdaptiveLimit, Admission, due, token_issue, token_read
 
 CONFIG = {
     "max_limit": 4,
@@ -138,29 +140,43 @@ def test_a_request_waits_in_the_queue_no_longer_than_max_wait():
 
 
 def test_return_times_are_spaced_by_the_rate_and_grow_with_those_waiting():
-    gate = Admission(CONFIG)
+    gate = Admission(CONFIG | {"queue": 100})
     gate.limit.rate = 100.0
-    times = [gate.return_at(1000.0, ahead=False) for _ in range(300)]
+    times = [gate.return_at(1000.0) for _ in range(300)]
     assert times == sorted(times)
     assert times[0] == pytest.approx(1001.0)
     assert times[-1] == pytest.approx(1001.0 + 299 / (100 * 0.25))  # a quarter of the rate
-    assert gate.return_at(1000.0, ahead=True) == pytest.approx(1001.0)
+
+
+def test_no_more_returns_a_second_than_the_queue_holds():
+    # A crowd turned away at once comes back in whole-second lumps: each fits the queue.
+    gate = Admission(CONFIG | {"queue": 8})
+    gate.limit.rate = 1000.0
+    times = [gate.return_at(1000.0) for _ in range(80)]
+    assert times[-1] == pytest.approx(1001.0 + 79 / 8)
+    lumps = Counter(math.ceil(t - 1000.0) for t in times)
+    assert max(lumps.values()) <= 8
 
 
 @pytest.mark.parametrize(
-    ("presented_by", "at", "valid"),
+    ("presented_by", "at", "read", "due_"),
     [
-        ("alice", 100.0, True),
-        ("alice", 129.0, True),
-        ("alice", 99.0, False),  # early
-        ("alice", 131.0, False),  # stale
-        ("bob", 100.0, False),  # another buyer's
+        ("alice", 100.0, True, True),
+        ("alice", 129.0, True, True),
+        ("alice", 99.0, True, False),  # early: read (it keeps its place), not due
+        ("alice", 131.0, False, None),  # stale
+        ("bob", 100.0, False, None),  # another buyer's
     ],
 )
-def test_a_token_is_read_only_by_its_buyer_in_its_window(settings, presented_by, at, valid):
+def test_a_token_is_read_only_by_its_buyer_and_due_in_its_window(
+    settings, presented_by, at, read, due_
+):
     settings.ADMISSION = {**settings.ADMISSION, "token_ttl": 30}
     token = token_issue(buyer="alice", issued=90.0, return_at=100.0)
-    assert (token_read(token, buyer=presented_by, now=at) is not None) is valid
+    payload = token_read(token, buyer=presented_by, now=at)
+    assert (payload is not None) is read
+    if payload is not None:
+        assert due(payload, at) is due_
 
 
 def test_a_forged_token_is_not_read():
@@ -170,10 +186,9 @@ def test_a_forged_token_is_not_read():
     assert token_read("not a token", buyer="alice", now=100.0) is None
 
 
-def test_return_times_stop_at_the_longest_wait_and_stay_spaced_after_it():
-    gate = Admission(CONFIG | {"max_retry_after": 5})
+def test_return_times_go_on_past_the_longest_wait_and_stay_spaced():
+    gate = Admission(CONFIG)
     gate.limit.rate = 10.0
-    times = [gate.return_at(1000.0, ahead=False) for _ in range(100)]
-    assert max(times) == pytest.approx(1005.0)
-    later = gate.return_at(1001.0, ahead=False)
-    assert 1005.0 < later <= 1006.0
+    times = [gate.return_at(1000.0) for _ in range(100)]
+    assert times[-1] == pytest.approx(1001.0 + 99 / 2.5)  # past `max_retry_after`: see busy
+    assert gate.return_at(1001.0) == pytest.approx(times[-1] + 1 / 2.5)

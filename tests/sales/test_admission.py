@@ -6,16 +6,21 @@ returning with a valid token does. A refused token (forged, another buyer's, spe
 ignored, so its request is a newcomer's and is turned away like one.
 """
 
+import io
+import json
 import logging
 from unittest import mock
 
 import pytest
-from django.db import OperationalError
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import OperationalError, close_old_connections
 from django.test import Client
 
 from core import admission
 from sales.models import AdmissionMinute, CheckoutAttempt
 from sales.selectors import sale_report
+from tests.metrics import sample
 
 pytestmark = pytest.mark.django_db
 
@@ -167,3 +172,138 @@ def test_sale_report_and_the_dashboard_show_the_demand_turned_away(
     page = operator.get("/admin/").content.decode()
     assert 'data-figure="admission-checkout">0 / 2<' in page
     assert 'data-figure="admission-limit">4<' in page
+
+
+def test_a_buyer_back_early_keeps_its_return_time(api, open_sale, crowded, settings):
+    settings.ADMISSION = {**settings.ADMISSION, "max_retry_after": 5}
+    crowded.next_return = admission.wall_clock() + 60  # a waiting room a minute long
+    item = open_sale().items.first()
+    first = checkout(api, "alice", item.pk)
+    assert int(first["Retry-After"]) <= 5  # named at most the longest wait...
+    token = first["Admission-Token"]
+    slot = admission.signing.loads(token, salt=admission._SALT)
+    assert slot["r"] >= admission.wall_clock() + 59  # ...while its place is a minute away
+    next_return = crowded.next_return
+    again = checkout(api, "alice", item.pk, token)  # back after Retry-After: early
+    assert again.status_code == 503
+    kept = admission.signing.loads(again["Admission-Token"], salt=admission._SALT)
+    assert (kept["r"], kept["i"]) == (slot["r"], slot["i"])
+    assert crowded.next_return == next_return  # no second place taken
+
+
+# -- the door: busy answers before Django ----------------------------------------------------
+
+
+class Counted:
+    """Django's WSGI handler, counting the requests that reach it. As the test client does, it
+    keeps the test's database connection open (its transaction is the test's)."""
+
+    def __init__(self) -> None:
+        self.handler = WSGIHandler()
+        self.calls = 0
+
+    def __call__(self, environ, start_response):
+        self.calls += 1
+        signals = (request_started, request_finished)
+        for signal in signals:
+            signal.disconnect(close_old_connections)
+        try:
+            response = self.handler(environ, start_response)
+            content = b"".join(response)
+            response.close()
+            return [content]
+        finally:
+            for signal in signals:
+                signal.connect(close_old_connections)
+
+
+def post(application, path: str, *, body: bytes = b"", **extra: str):
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path.split("?")[0],
+        "QUERY_STRING": path.partition("?")[2],
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "HTTP_HOST": "testserver",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_LENGTH": str(len(body)) if body else "",
+        **extra,
+    }
+    answer: dict[str, object] = {}
+
+    def start_response(status, headers, exc_info=None):
+        answer.update(status=int(status.split()[0]), headers=dict(headers))
+
+    content = b"".join(application(environ, start_response))
+    return answer["status"], answer["headers"], content
+
+
+@pytest.fixture
+def door():
+    inner = Counted()
+    return admission.AdmissionDoor(inner), inner
+
+
+def test_the_door_answers_a_newcomer_busy_as_django_does_without_django(open_sale, crowded, door):
+    application, django = door
+    item = open_sale().items.first()
+    views = sample(
+        "django_http_responses_total_by_status_view_method_total",
+        status="503",
+        view="checkout",
+        method="POST",
+    )
+    status, by_django, body = post(application, f"/checkout?user_id=alice&id={item.pk}")
+    assert (status, django.calls) == (503, 1)  # the first busy answer is Django's
+    status, by_door, door_body = post(application, f"/checkout?user_id=bob&id={item.pk}")
+    assert (status, django.calls) == (503, 1)  # the next, the door's
+    assert by_door.keys() == by_django.keys()
+    assert {k: v for k, v in by_door.items() if k not in admission.AdmissionDoor._OWN} == {
+        k: v for k, v in by_django.items() if k not in admission.AdmissionDoor._OWN
+    }
+    error = json.loads(door_body)["error"]
+    assert error.keys() == json.loads(body)["error"].keys()
+    assert error["code"] == "busy"
+    assert error["token"] == by_door["Admission-Token"]
+    assert error["retry_after"] == int(by_door["Retry-After"]) >= 1
+    payload = admission.signing.loads(error["token"], salt=admission._SALT)
+    assert payload["b"] == "bob"
+    assert (
+        sample(
+            "django_http_responses_total_by_status_view_method_total",
+            status="503",
+            view="checkout",
+            method="POST",
+        )
+        == views + 2
+    )
+    assert not CheckoutAttempt.objects.exists()
+
+
+def test_the_door_leaves_tokens_bodies_purchases_and_room_to_django(
+    open_sale, crowded, door, monkeypatch
+):
+    application, django = door
+    item = open_sale().items.first()
+    post(application, f"/checkout?user_id=alice&id={item.pk}")  # Django's: the door learns
+    status, headers, _ = post(application, f"/checkout?user_id=bob&id={item.pk}")
+    assert (status, django.calls) == (503, 1)
+    token = headers["Admission-Token"]
+    at_return_time(monkeypatch, token)
+    status, _, _ = post(
+        application, f"/checkout?user_id=bob&id={item.pk}", HTTP_ADMISSION_TOKEN=token
+    )
+    assert (status, django.calls) == (201, 2)  # a return, admitted
+    status, _, _ = post(
+        application,
+        "/checkout",
+        body=json.dumps({"user_id": "carol", "id": item.pk}).encode(),
+        CONTENT_TYPE="application/json",
+    )
+    assert (status, django.calls) == (503, 3)  # a body: Django reads it
+    crowded.inside = 0
+    status, _, _ = post(application, f"/checkout?user_id=dave&id={item.pk}")
+    assert (status, django.calls) == (409, 4)  # room: Django serves it (the item is held)
