@@ -4,7 +4,9 @@ One asyncio task per keep-alive connection (plain sockets, a few lines of HTTP/1
 buyer after buyer checking out a new item. A `503 busy` is waited out for its `Retry-After` and
 sent again with its `Admission-Token` (or at once and without it: `patient=False`, a client that
 ignores the header). Beside them, a new buyer on a new connection every `arrival_every` seconds:
-how long it takes to be answered at all is what a shop that looks dead is made of.
+how long it takes to be answered at all is what a shop that looks dead is made of. The crowd
+runs on the machine it measures: it reports how late its own loop wakes, which every latency it
+measures includes.
 """
 
 import asyncio
@@ -27,6 +29,7 @@ class CrowdResult:
     arrivals: list[float] = field(default_factory=list)  # a new connection to its answer
     arrivals_unanswered: int = 0
     errors: int = 0
+    lag: list[float] = field(default_factory=list)  # the generator's own: a 10 ms sleep's overshoot
     recorded_total: int = 0  # every answer other than busy or 5xx, measured or not: one row each
 
     def row(self) -> dict[str, object]:
@@ -42,6 +45,7 @@ class CrowdResult:
             "new arrival p50 ms": _ms(self.arrivals, 0.5),
             "new arrival p99 ms": _ms(self.arrivals, 0.99),
             "new arrivals unanswered": self.arrivals_unanswered,
+            "generator lag p99 ms": _ms(self.lag, 0.99),
             "5xx not busy": sum(n for status, n in self.statuses.items() if status >= "500")
             - len(self.busy),
             "errors": self.errors,
@@ -136,7 +140,16 @@ async def _crowd(
         except (TimeoutError, OSError, asyncio.IncompleteReadError):
             result.arrivals_unanswered += 1
 
+    async def lag() -> None:
+        # How late this process's own loop wakes: every latency above includes it.
+        while not stop.is_set():
+            asked = time.perf_counter()
+            await asyncio.sleep(0.01)
+            if measuring.is_set():
+                result.lag.append(time.perf_counter() - asked - 0.01)
+
     tasks = [asyncio.ensure_future(connection()) for _ in range(result.connections)]
+    tasks.append(asyncio.ensure_future(lag()))
     await asyncio.sleep(min(5.0, seconds / 4))  # connected and past the first wave
     measuring.set()
     started = time.perf_counter()
