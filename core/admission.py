@@ -487,7 +487,7 @@ class AdmissionDoor:
     Django builds a request and runs its middleware, for about a quarter of the CPU (36 against
     142 µs in one process). Anything else goes on to the middleware, which decides as before.
 
-    The door's answer is Django's: the same body, and the headers of the last busy answer Django
+    The door's answer is Django's: the same body, and the headers of the first busy answer Django
     gave at that scheme (the security headers, HSTS over HTTPS), but for the answer's own. Until
     Django has given one, the door lets Django answer. It answers before Django's host check and
     HTTPS redirect, which a busy answer needs neither: it names no URL and carries no secret."""
