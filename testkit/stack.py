@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -30,6 +31,14 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
+# A log line worth showing in a failing test's report whatever its place in the log: an error
+# logged (as JSON by the web processes, as text by Celery) or a server error answered.
+_ERROR = re.compile(r'"levelname": "(ERROR|CRITICAL)"|"status": 5\d\d|(ERROR|CRITICAL)/|\[ERROR\]')
+
+
+def _shortened(line: str) -> str:
+    """A long line's head and its end, where a trace names what was raised."""
+    return line if len(line) <= 2000 else f"{line[:300]} ... {line[-1700:]}"
 
 
 def free_port() -> int:
@@ -217,8 +226,12 @@ class Stack(Running):
     def __exit__(self, *exc: object) -> None:
         if exc and exc[0] is not None:  # what each process said, in the failing test's report
             for log in sorted(self.workdir.glob("*.log")):
-                tail = log.read_text(errors="replace")[-4000:]
-                print(f"----- {log.name} (its end) -----\n{tail}", file=sys.stderr)
+                text = log.read_text(errors="replace")
+                errors = [_shortened(line) for line in text.splitlines() if _ERROR.search(line)]
+                print(
+                    f"----- {log.name} (its errors) -----", *errors[:20], sep="\n", file=sys.stderr
+                )
+                print(f"----- {log.name} (its end) -----\n{text[-4000:]}", file=sys.stderr)
         for name in list(self.processes):
             self.stop(name)
         self.redis.kill()
