@@ -33,17 +33,24 @@ class Ticket(models.Model):
     sha256 = models.CharField(max_length=64)
     received_at = models.DateTimeField()
     idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    # The database fills what a new ticket starts with (db_default), so that acknowledging one
+    # sends only what the till sent: the fields of the work the parser does later.
+    status = models.CharField(
+        max_length=16,
+        choices=Status.choices,
+        default=Status.RECEIVED,
+        db_default=Status.RECEIVED,
+    )
     parsed_at = models.DateTimeField(null=True, blank=True)
-    order_number = models.CharField(max_length=100, blank=True, default="")
-    fingerprint = models.CharField(max_length=64, blank=True, default="")
+    order_number = models.CharField(max_length=100, blank=True, default="", db_default="")
+    fingerprint = models.CharField(max_length=64, blank=True, default="", db_default="")
     duplicate_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="duplicates"
     )
     rejection_line = models.PositiveIntegerField(null=True, blank=True)
-    rejection_reason = models.TextField(blank=True, default="")
-    anomalies = models.JSONField(default=list, blank=True)
-    unknown_headers = models.JSONField(default=dict, blank=True)
+    rejection_reason = models.TextField(blank=True, default="", db_default="")
+    anomalies = models.JSONField(default=list, db_default=[], blank=True)
+    unknown_headers = models.JSONField(default=dict, db_default={}, blank=True)
 
     class Meta:
         ordering = ["-received_at"]

@@ -61,9 +61,11 @@ def resume_after_restart(**kwargs: object) -> None:
 
 class _Nudges:
     """When this process's next parse run and next drain start, and its next look at the spool
-    is due (monotonic clock)."""
+    is due (monotonic clock); and whether tasks run in-process (no broker), read once: Celery's
+    configuration lookup costs more than the rest of a nudge."""
 
     def __init__(self) -> None:
+        self.eager = bool(celery_app.conf.task_always_eager)
         self.lock = threading.Lock()
         self.next_parse = float("-inf")
         self.next_drain = float("-inf")
@@ -75,12 +77,13 @@ _nudges = PerProcess(_Nudges)
 
 def after_ingest(receipt: Receipt) -> None:
     """Set going what a stored ticket needs: its parse, or the drain of the spool it went to."""
+    nudges = _nudges.get()
     if receipt.spooled:
-        if not celery_app.conf.task_always_eager:  # in-process, a drain now would only fail
+        if not nudges.eager:  # in-process, a drain now would only fail
             drain_soon()
         return
     parse_soon()
-    nudges, now = _nudges.get(), time.monotonic()
+    now = time.monotonic()
     if now >= nudges.next_spool_check:  # the database is back: is a spool left to drain?
         nudges.next_spool_check = now + _NUDGE_INTERVAL
         if spool.pending():
@@ -88,7 +91,7 @@ def after_ingest(receipt: Receipt) -> None:
 
 
 def parse_soon() -> None:
-    if celery_app.conf.task_always_eager:
+    if _nudges.get().eager:
         _enqueue(parse_backlog)
         return
     _schedule(parse_backlog, "next_parse", expires=60)

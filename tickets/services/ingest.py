@@ -69,20 +69,9 @@ class _DatabaseBreaker:
 
 _breaker = PerProcess(_DatabaseBreaker)
 
-# Columns without a database default are written too: the model's defaults live in Python.
-_COLUMNS = (
-    "id",
-    "raw",
-    "sha256",
-    "received_at",
-    "idempotency_key",
-    "status",
-    "order_number",
-    "fingerprint",
-    "rejection_reason",
-    "anomalies",
-    "unknown_headers",
-)
+# What a ticket is acknowledged with; the database fills the rest (the model's db_default).
+_COLUMNS = ("id", "raw", "sha256", "received_at", "idempotency_key")
+_RECEIVED = metrics.tickets.labels(Ticket.Status.RECEIVED)
 
 
 def _insert(db: BaseDatabaseWrapper, rows: Sequence[tuple[Any, ...]]) -> list[bool]:
@@ -112,9 +101,8 @@ def ticket_ingest(*, body: bytes, idempotency_key: str | None = None) -> Receipt
             return Receipt(id=spooled.id, received_at=spooled.received_at, spooled=True)
     breaker = _breaker.get()
     if breaker.allows():
-        row = (ticket_id, body, sha256, received_at, idempotency_key, Ticket.Status.RECEIVED)
         try:
-            stored = _writer.get().insert((*row, "", "", "", [], {}))
+            stored = _writer.get().insert((ticket_id, body, sha256, received_at, idempotency_key))
         except DatabaseError:
             breaker.record(ok=False)
             logger.warning("database unavailable; spooling ticket %s", ticket_id, exc_info=True)
@@ -122,7 +110,7 @@ def ticket_ingest(*, body: bytes, idempotency_key: str | None = None) -> Receipt
             breaker.record(ok=True)
             if not stored:
                 return _first_with_key(idempotency_key, sha256)
-            metrics.tickets.labels(Ticket.Status.RECEIVED).inc()
+            _RECEIVED.inc()
             return Receipt(id=ticket_id, received_at=received_at)
     try:
         spool.append(
