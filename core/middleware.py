@@ -3,6 +3,7 @@ lines, the body size guard, and the middleware of pages run for pages only."""
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
@@ -106,16 +107,28 @@ class RequestMetricsMiddleware:
 # views, methods and statuses.
 @functools.cache
 def _requests(method: str) -> Any:
-    return Metrics.get_instance().requests_by_method.labels(method)
+    return _metrics().requests_by_method.labels(method)
 
 
 @functools.cache
 def _answers(status: int, view: str, method: str) -> tuple[Any, Any]:
-    metrics = Metrics.get_instance()
+    metrics = _metrics()
     return (
         metrics.responses_by_status_view_method.labels(str(status), view, method),
         metrics.requests_latency_by_view_method.labels(view, method),
     )
+
+
+_making = threading.Lock()
+
+
+def _metrics() -> Metrics:
+    """django-prometheus's series, made by the first request of a process. Its own accessor is
+    not thread-safe, and a rush's first requests arrive together: two threads each making the
+    series, the second's registration failed, and so did its request, with a 500 after the
+    view had done its work (a checkout's row stored)."""
+    with _making:
+        return Metrics.get_instance()
 
 
 def answered(status: int, view: str, method: str, elapsed: float) -> None:

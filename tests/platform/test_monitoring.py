@@ -8,6 +8,8 @@ import json
 import re
 import shutil
 import subprocess
+import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -17,8 +19,10 @@ from typing import Any
 import pytest
 import yaml
 from django.conf import settings
+from django_prometheus.middleware import Metrics
 from prometheus_client import REGISTRY
 
+from core import middleware
 from testkit.http import Client
 from testkit.stack import Stack, free_port, wait_for
 from testkit.tickets import TicketFactory
@@ -85,6 +89,55 @@ def test_every_metric_queried_is_exported(source, client):
     assert queried, "no expression found"
     ours = {name for name in queried if not PROMETHEUS_OWN.fullmatch(name)}
     assert ours - exported_metrics(client) == set()
+
+
+@pytest.fixture
+def new_process_metrics():
+    """The request series as a new process has them: not made yet. Afterwards, those made in the
+    test stay, as a process's would."""
+    made = Metrics._instance
+    if made is not None:
+        for collector in list(vars(made).values()):
+            REGISTRY.unregister(collector)
+    Metrics._instance = None
+    middleware._requests.cache_clear()
+    middleware._answers.cache_clear()
+    yield
+    middleware._requests.cache_clear()
+    middleware._answers.cache_clear()
+
+
+def test_the_first_requests_of_a_process_together_are_each_counted(new_process_metrics):
+    """The first requests of a process arrive together in a rush, and each makes the request
+    series if none has: the threads here are let go at once, switching as often as the
+    interpreter can, and every one counts its request and its answer."""
+    threads, start = 32, threading.Barrier(32)
+    failures: list[BaseException] = []
+
+    def first_request() -> None:
+        start.wait()
+        try:
+            middleware.requested("POST")
+            middleware.answered(201, "checkout", "POST", 0.01)
+        except Exception as failure:
+            failures.append(failure)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        running = [threading.Thread(target=first_request) for _ in range(threads)]
+        for thread in running:
+            thread.start()
+        for thread in running:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []
+    answers = REGISTRY.get_sample_value(
+        "django_http_responses_total_by_status_view_method_total",
+        {"status": "201", "view": "checkout", "method": "POST"},
+    )
+    assert answers == threads
 
 
 def test_the_alert_rules_cover_what_operators_are_paged_for():
