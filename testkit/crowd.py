@@ -66,7 +66,10 @@ async def _exchange(
     )
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
+    version, _, rest = lines[0].partition(" ")
+    if not version.startswith("HTTP/"):  # not an answer's head: the stream lost its place
+        raise ValueError(f"not a status line: {lines[0][:80]!r}")
+    status = int(rest[:3])
     headers = {}
     for line in lines[1:]:
         if ":" in line:
@@ -137,7 +140,7 @@ async def _crowd(
                 writer.close()
             result.recorded_total += status < 500
             result.arrivals.append(time.perf_counter() - started)
-        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
             result.arrivals_unanswered += 1
 
     async def lag() -> None:
