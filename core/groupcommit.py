@@ -1,9 +1,9 @@
-"""Group commit: the rows of concurrent requests written by one statement and one commit.
+"""Group commit: the rows of concurrent requests written by one transaction and one commit.
 
 A request hands its row to `GroupCommit.insert` and blocks until the statement that carries it
 has committed, then gets its own result. The first caller to find no write in flight leads: it
 writes every row waiting (up to `max_rows`) on the writer's own connection, in autocommit, so
-the statement is the commit. The writer's connection is its own, outside the connection pool,
+a single statement is the commit. The writer's connection is its own, outside the connection pool,
 so that a leader never waits for a pool that the waiting callers have emptied. Rows that
 arrive meanwhile wait for the next statement, led by the first of them. Nothing waits on a
 timer: a lone request is written at once, and batches grow with the load, as a database's own
@@ -28,7 +28,7 @@ Row = TypeVar("Row")
 Result = TypeVar("Result")
 
 
-def _unpooled_connection() -> BaseDatabaseWrapper:
+def _unpooled_connection(custom_plans: bool) -> BaseDatabaseWrapper:
     settings_dict = {**connections.settings[DEFAULT_DB_ALIAS]}
     options = {k: v for k, v in settings_dict.get("OPTIONS", {}).items() if k != "pool"}
     if settings_dict["ENGINE"].endswith("postgresql"):
@@ -40,7 +40,7 @@ def _unpooled_connection() -> BaseDatabaseWrapper:
         # thousands of rows (a rush's rate fell threefold in a minute). A writer that knows
         # when its tables have statistics may switch its session to one generic plan then
         # (sales/stock/_attempts.py).
-        if options.get("prepare_threshold") is not None:
+        if custom_plans and options.get("prepare_threshold") is not None:
             custom = "-c plan_cache_mode=force_custom_plan"
             options["options"] = f"{options.get('options', '')} {custom}".strip()
     settings_dict["OPTIONS"] = options
@@ -62,16 +62,21 @@ class _Slot:
 
 
 class GroupCommit(Generic[Row, Result]):
-    """`write(connection, rows)` runs ONE statement for the rows and returns their results in
-    order."""
+    """`write(connection, rows)` writes the rows in ONE transaction (one statement, or one
+    round trip of statements) and returns their results in order. `custom_plans=False` lets
+    the writer's session keep generic plans, for statements that find their rows by unique
+    keys, whatever the tables' size."""
 
     def __init__(
         self,
         write: Callable[[BaseDatabaseWrapper, Sequence[Row]], list[Result]],
         max_rows: int = 128,
+        *,
+        custom_plans: bool = True,
     ) -> None:
         self._write = write
         self._max_rows = max_rows
+        self._custom_plans = custom_plans
         self._connection: BaseDatabaseWrapper | None = None  # used by one leader at a time
         self._lock = threading.Lock()
         self._queue: list[_Slot] = []
@@ -123,7 +128,7 @@ class GroupCommit(Generic[Row, Result]):
 
     def _write_batch(self, batch: list[_Slot]) -> None:
         if self._connection is None:
-            self._connection = _unpooled_connection()
+            self._connection = _unpooled_connection(self._custom_plans)
         own = self._connection
         try:
             results = self._write(own, [slot.row for slot in batch])

@@ -9,15 +9,25 @@ Purchase: one statement decides and writes (code lookup, the earlier purchase of
 request, the buyer's limit under the `Buyer` row lock, the purchase row, the item's row marked
 sold so that no later claim takes it), with the unique item
 and attempt constraints as the last line of defence. Expiry is checked with the database's clock
-once the buyer's row is locked: waiting for the lock must not stretch a hold.
+once the buyer's row is locked: waiting for the lock must not stretch a hold. Concurrent
+purchases are group-committed (core/groupcommit.py): their statements run one after the other
+in one transaction, sent in one round trip, each seeing what the ones before it wrote (a buyer's
+second purchase counts the first), and each batch locks its buyers in one order, so that two
+batches never wait for each other. A batch that fails (another buyer's purchase of an item) is
+run again purchase by purchase.
 """
 
+from collections.abc import Sequence
 from contextlib import nullcontext
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
+from core.groupcommit import GroupCommit
+from core.process import PerProcess
 from sales.exceptions import CodeExpired, CodeNotFound, UserLimitReached
 from sales.models import Buyer, CheckoutAttempt, Item, Outcome, Purchase, Sale
 from sales.selectors import live_holds
@@ -136,12 +146,7 @@ def purchase(code: str) -> Purchased:
     buyer has the item."""
     if connection.vendor != "postgresql":
         return _purchase_portable(code)
-    # Inside a caller's transaction a savepoint keeps a refusal from spoiling it; in autocommit
-    # the statement is its own transaction.
-    savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
-    with savepoint, connection.cursor() as cursor:
-        cursor.execute(_PURCHASE, {"code": code})
-        row = cursor.fetchone()
+    row = _writer.get().insert(code)
     if row is None:
         return Purchased(CodeNotFound.code)
     attempt_id, sale_id, item_id, user_id, expired, repeated, pk, purchased_at = row
@@ -156,6 +161,42 @@ def purchase(code: str) -> Purchased:
         purchased_at=purchased_at,
     )
     return Purchased(REPEATED if repeated else PURCHASED, sold)
+
+
+# The buyers a batch will lock, in the order every batch locks them, so that two batches never
+# wait for each other's buyers.
+_IN_LOCK_ORDER = (
+    f"SELECT code FROM {_TABLES['attempts']} WHERE code = ANY(%s) AND outcome = 'held'"  # noqa: S608
+    " ORDER BY sale_id, user_id"
+)
+
+
+def _write(db: BaseDatabaseWrapper, codes: Sequence[str]) -> list[tuple[Any, ...] | None]:
+    """The purchases of `codes`: one statement each, sent together, in one transaction."""
+    if len(codes) == 1:
+        # Inside a caller's transaction a savepoint keeps a refusal from spoiling it; in
+        # autocommit the statement is its own transaction.
+        savepoint = transaction.atomic(using=db.alias) if db.in_atomic_block else nullcontext()
+        with savepoint, db.cursor() as cursor:
+            cursor.execute(_PURCHASE, {"code": codes[0]})
+            return [cursor.fetchone()]
+    db.ensure_connection()
+    results: list[tuple[Any, ...] | None] = [None] * len(codes)  # None: no such hold
+    with db.wrap_database_errors, db.connection.transaction(), db.connection.cursor() as cursor:
+        cursor.execute(_IN_LOCK_ORDER, [list(codes)])
+        rank = {code: n for n, (code,) in enumerate(cursor.fetchall())}
+        # A code sent twice is run twice, in the order it came: the second is the repeat.
+        known = (n for n, code in enumerate(codes) if code in rank)
+        run = sorted(known, key=lambda n: rank[codes[n]])
+        if run:
+            cursor.executemany(_PURCHASE, [{"code": codes[n]} for n in run], returning=True)
+            for n in run:
+                results[n] = cursor.fetchone()
+                cursor.nextset()
+    return results
+
+
+_writer = PerProcess(lambda: GroupCommit(_write, custom_plans=False), close=GroupCommit.close)
 
 
 def _purchase_portable(code: str) -> Purchased:
