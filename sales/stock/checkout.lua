@@ -21,6 +21,6 @@ redis.call('ZADD', KEYS[4], ARGV[5], item)
 redis.call('EXPIRE', KEYS[3], ARGV[7])
 redis.call('EXPIRE', KEYS[4], ARGV[7])
 -- PostgreSQL decides whether this hold stands; the reconciler checks fresh holds against it.
-redis.call('ZADD', KEYS[6], ARGV[4], item)
+redis.call('ZADD', KEYS[6], ARGV[4], item .. ' ' .. ARGV[3])
 redis.call('EXPIRE', KEYS[6], ARGV[7])
 return {'held', ARGV[3], ARGV[5]}

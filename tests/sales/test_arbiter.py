@@ -70,9 +70,22 @@ def test_a_hold_only_redis_knows_is_not_promised_and_is_dropped(open_sale):
     assert not Item.objects.get(pk=item.pk).claimed_by
     stock.reconcile()  # within the grace period: the statement may still be on its way
     assert in_redis(sale.pk, item.pk)[1] is not None
-    stock.reconcile(now=timezone.now() + _reconcile.GRACE + timedelta(seconds=1))
+    assert stock.reconcile(now=timezone.now() + _reconcile.GRACE + timedelta(seconds=1)) == 1
     assert in_redis(sale.pk, item.pk) == (False, None)
     assert checkout_create(user_id="ann", item_id=item.pk).created
+
+
+def test_holds_stored_as_redis_proposed_them_are_not_learned_again(open_sale):
+    sale = open_sale(items=3)
+    first, second, third = sale.items.all()
+    stored = [checkout_create(user_id="ann", item_id=i.pk).attempt for i in (first, second)]
+    ghost = _redis.decide(stock.item_info(third.pk), "ghost", timezone.now())
+    assert ghost is not None
+    later = timezone.now() + _reconcile.GRACE + timedelta(seconds=1)
+    assert stock.reconcile(now=later) == 1, "only the hold PostgreSQL never stored"
+    assert in_redis(sale.pk, third.pk) == (False, None)
+    for attempt, item in zip(stored, (first, second), strict=True):
+        assert (in_redis(sale.pk, item.pk)[1] or "").startswith(f"ann {attempt.code} ")
 
 
 def test_already_yours_writes_the_hold_row_that_was_lost(open_sale):
