@@ -130,8 +130,13 @@ class CheckoutAttempt(models.Model):
 class Purchase(models.Model):
     """A sold item. One per item and one per code, enforced by the database."""
 
+    # No index of its own: the (sale, user) one below finds a sale's purchases.
     sale = models.ForeignKey(
-        Sale, on_delete=models.CASCADE, related_name="purchases", db_constraint=False
+        Sale,
+        on_delete=models.CASCADE,
+        related_name="purchases",
+        db_constraint=False,
+        db_index=False,
     )
     item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="purchase")
     attempt = models.OneToOneField(
@@ -152,9 +157,11 @@ class Buyer(models.Model):
     """One row per (sale, user): the lock that serialises one user's checkouts and purchases in
     one sale, and the count of their purchases, which the database keeps within the limit."""
 
+    # No constraint: its check would share-lock the one sale row (see CheckoutAttempt.sale). No
+    # index of its own: the unique (sale, user) one finds a sale's buyers.
     sale = models.ForeignKey(
-        Sale, on_delete=models.CASCADE, related_name="buyers", db_constraint=False
-    )  # no constraint: its check would share-lock the one sale row (see CheckoutAttempt.sale)
+        Sale, on_delete=models.CASCADE, related_name="buyers", db_constraint=False, db_index=False
+    )
     user_id = models.CharField(max_length=64)
     purchased = models.PositiveSmallIntegerField(default=0)
     user_limit = models.PositiveSmallIntegerField()
