@@ -8,10 +8,10 @@ PostgreSQL path committed since then, and the holds Redis proposed more than `GR
 PostgreSQL has decided by now. Of those, only the items whose proposed code PostgreSQL did not
 store as a hold are learned: in a rush the holds PostgreSQL committed as Redis proposed them
 are nearly all the holds, and learning each one (reading its item's claim, setting it again in
-Redis) took 7 % of the web processes' CPU. It sets those items in Redis to their claims in
-PostgreSQL (`_redis.learn`, idempotent), and records when the two last agreed. A pass reads by
-primary key from a cursor kept in Redis; the cursor trails by `GRACE`, so a row whose id was
-drawn before a later one's but committed after it is read again rather than missed.
+Redis) took 7 % of the web processes' profile samples. It sets those items in Redis to their
+claims in PostgreSQL (`_redis.learn`, idempotent), and records when the two last agreed. A pass
+reads by primary key from a cursor kept in Redis; the cursor trails by `GRACE`, so a row whose
+id was drawn before a later one's but committed after it is read again rather than missed.
 """
 
 import logging
