@@ -10,11 +10,11 @@ request, the buyer's limit under the `Buyer` row lock, the purchase row, the ite
 sold so that no later claim takes it), with the unique item
 and attempt constraints as the last line of defence. Expiry is checked with the database's clock
 once the buyer's row is locked: waiting for the lock must not stretch a hold. Concurrent
-purchases are group-committed (core/groupcommit.py): their statements run one after the other
-in one transaction, sent in one round trip, each seeing what the ones before it wrote (a buyer's
-second purchase counts the first), and each batch locks its buyers in one order, so that two
-batches never wait for each other. A batch that fails (another buyer's purchase of an item) is
-run again purchase by purchase.
+purchases are group-committed (core/groupcommit.py): one read orders the batch by buyer, then
+their statements, sent together, run one after the other in one transaction, each seeing what
+the ones before it wrote (a buyer's second purchase counts the first); locking its buyers in
+one order, a batch never waits for another that waits for it. A batch that fails (another
+buyer's purchase of an item) is run again purchase by purchase.
 """
 
 from collections.abc import Sequence
